@@ -42,7 +42,16 @@ class IntegrityError(ExchangeStoreError):
 
 
 class StorageError(ExchangeStoreError, OSError):
-    """The filesystem failed (after retries). The message names the full URI at fault."""
+    """The filesystem failed (after retries). The message names the full URI at fault.
+
+    Raised as ``StorageError(errno, message)`` with ``filename`` set to the URI; ``str()`` is the
+    message alone (which already names the URI), not OSError's ``[Errno n] ...: 'uri'`` form.
+    """
+
+    def __str__(self) -> str:
+        if isinstance(self.strerror, str) and self.strerror:
+            return self.strerror
+        return super().__str__()
 
 
 class TransientStorageError(StorageError):

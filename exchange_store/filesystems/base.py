@@ -169,9 +169,11 @@ class FileSystemClient(ABC):
             raise InvalidArgumentError("a filesystem client needs at least one base directory")
         self.roots: tuple[str, ...] = tuple(self._normalize(r) for r in roots)
         self.max_retries = max_retries
-        self.retry_wait: tenacity.wait.wait_base = tenacity.wait_exponential_jitter(
-            initial=0.05, max=2.0
-        )
+        # Capped exponential back-off plus jitter (wait_exponential_jitter's ``initial`` is
+        # deprecated in tenacity 9 and its ``multiplier`` missing from 8).
+        self.retry_wait: tenacity.wait.wait_base = tenacity.wait_exponential(
+            multiplier=0.05, max=2.0
+        ) + tenacity.wait_random(0, 0.05)
 
     # ------------------------------------------------------------------ primitives
 
@@ -384,7 +386,9 @@ class FileSystemClient(ABC):
         """Collapse duplicate slashes and drop a trailing slash, keeping any scheme."""
         if "://" in path:
             scheme, rest = path.split("://", 1)
-            rest = posixpath.normpath("/" + rest).lstrip("/") if rest else rest
+            # Keep an empty authority (file:///tmp/x): dropping it would make "tmp" a host.
+            lead = "/" if rest.startswith("/") else ""
+            rest = lead + posixpath.normpath("/" + rest).lstrip("/") if rest else rest
             return f"{scheme}://{rest}"
         return posixpath.normpath(path) if path else path
 
@@ -421,7 +425,15 @@ class FileSystemClient(ABC):
             cls = CommitConflictError
         elif is_transient(mapped):
             cls = TransientStorageError
-        err = cls(message)
+        # OSError's str() shows only errno, strerror and filename once filename is set, so the
+        # message goes in as strerror (with an errno) rather than as a lone argument.
+        code = getattr(mapped, "errno", None)
+        if not isinstance(code, int):
+            code = {
+                StorageFileNotFoundError: errno.ENOENT,
+                CommitConflictError: errno.EEXIST,
+            }.get(cls, errno.EIO)
+        err = cls(code, message)
         err.filename = path
         return err
 

@@ -1,0 +1,253 @@
+"""Encoding and decoding of one block, and the per-file keys that bind blocks to their file."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from itertools import accumulate, pairwise
+
+import crc32c
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from exchange_store.codecs.aes import TAG_SIZE, derive_cipher, nonce_for
+from exchange_store.codecs.base import Codec
+from exchange_store.codecs.registry import codec_for_id
+from exchange_store.errors import IntegrityError, InvalidArgumentError
+from exchange_store.format.layout import (
+    BLOCK_COMPRESSED,
+    BLOCK_ENCRYPTED,
+    BLOCK_FLAGS_KNOWN,
+    BLOCK_HEADER,
+    BLOCK_OVERHEAD,
+    CRC,
+    FILE_ID_SIZE,
+    FILE_INFO,
+    MAGIC,
+    MAX_U32,
+    VERSION,
+    crc,
+)
+from exchange_store.format.model import BlockRef
+
+__all__ = ["FileKeys", "build_record_section", "check_context", "decode_block_view", "encode_block"]
+
+Buffer = bytes | bytearray | memoryview
+
+
+def check_context(context: object) -> bytes:
+    """Return ``context`` as bytes; it must be bytes-like.
+
+    Raises:
+        InvalidArgumentError: ``context`` is not bytes-like.
+    """
+    if isinstance(context, bytes):
+        return context
+    if isinstance(context, bytearray | memoryview):
+        return bytes(context)
+    raise InvalidArgumentError(
+        f"context must be bytes (e.g. b'q1/stage-1/tp3/a0/f2'), got {type(context).__name__}"
+    )
+
+
+def check_file_id(file_id: object) -> bytes:
+    """Return ``file_id`` if it is 16 bytes, else raise InvalidArgumentError."""
+    if not isinstance(file_id, bytes) or len(file_id) != FILE_ID_SIZE:
+        raise InvalidArgumentError(f"file_id must be {FILE_ID_SIZE} bytes, got {file_id!r}")
+    return file_id
+
+
+class FileKeys:
+    """What binds the blocks of one file: its id, the caller's context and the file subkey.
+
+    Attributes:
+        file_id: The file's random 16-byte id.
+        context: The caller's context bytes (exchange, task partition, attempt, file).
+        cipher: AES-256-GCM under HKDF(key, salt=file_id, info=FILE_INFO), or None.
+        crc_prefix: ``file_id || u32 len(context) || context``, checksummed before every block
+            and the footer, so a block of another file or context fails its CRC as well.
+        aad_prefix: ``"XSRF" || version || file_id``, the start of every block's GCM AAD.
+    """
+
+    __slots__ = ("aad_prefix", "cipher", "context", "crc_seed", "file_id")
+
+    def __init__(self, file_id: bytes, key: bytes | None, context: bytes) -> None:
+        self.file_id = file_id
+        self.context = context
+        self.cipher: AESGCM | None = (
+            derive_cipher(key, file_id, FILE_INFO) if key is not None else None
+        )
+        self.crc_seed = crc(file_id, struct.pack("<I", len(context)), context)
+        self.aad_prefix = MAGIC + bytes([VERSION]) + file_id
+
+    def __repr__(self) -> str:
+        return f"FileKeys(file_id={self.file_id.hex()}, encrypted={self.cipher is not None})"
+
+
+def _nbytes(record: object) -> int:
+    if isinstance(record, bytes | bytearray):
+        return len(record)
+    if isinstance(record, memoryview):
+        return record.nbytes
+    raise InvalidArgumentError(
+        f"a record must be bytes, bytearray or memoryview, got {type(record).__name__}"
+    )
+
+
+def build_record_section(records: Sequence[Buffer]) -> tuple[bytes, int]:
+    """The raw section of a block: ``u32 length`` per record, then the records' bytes.
+
+    Returns:
+        (section, record count). The section is a fresh copy, so the caller may reuse its
+        buffers as soon as this returns.
+
+    Raises:
+        InvalidArgumentError: a record is not bytes-like or is 4 GiB or larger.
+    """
+    lengths = [_nbytes(r) for r in records]
+    n = len(lengths)
+    if n > MAX_U32:
+        raise InvalidArgumentError(f"a block holds at most {MAX_U32} records, got {n}")
+    if lengths and max(lengths) > MAX_U32:
+        raise InvalidArgumentError(f"a record is at most {MAX_U32} bytes, got {max(lengths)}")
+    table = struct.pack(f"<{n}I", *lengths)
+    return b"".join([table, *records]), n
+
+
+def encode_block(
+    keys: FileKeys,
+    codec: Codec,
+    section: bytes,
+    index: int,
+    partition: int,
+    records: int,
+) -> list[bytes]:
+    """Compress, encrypt and checksum one block; returns its parts (header, payload, crc).
+
+    Safe to call from several threads at once (codecs, AESGCM and crc32c are).
+    """
+    flags = 0
+    payload: bytes = section
+    if not codec.is_identity and section:
+        packed = codec.compress(section)
+        if len(packed) < len(section):
+            payload = packed
+            flags |= BLOCK_COMPRESSED
+    if keys.cipher is not None:
+        flags |= BLOCK_ENCRYPTED
+        header = BLOCK_HEADER.pack(
+            index,
+            partition,
+            records,
+            flags,
+            codec.codec_id,
+            0,
+            len(section),
+            len(payload) + TAG_SIZE,
+        )
+        payload = keys.cipher.encrypt(
+            nonce_for(index), payload, b"".join((keys.aad_prefix, header, keys.context))
+        )
+    else:
+        header = BLOCK_HEADER.pack(
+            index, partition, records, flags, codec.codec_id, 0, len(section), len(payload)
+        )
+    return [header, payload, CRC.pack(_block_crc(keys, header, payload))]
+
+
+def _block_crc(keys: FileKeys, header: Buffer, payload: Buffer) -> int:
+    """CRC32C of ``crc_prefix || header || payload``."""
+    return crc32c.crc32c(payload, crc32c.crc32c(header, keys.crc_seed))
+
+
+def _codec_for(codec_id: int, hint: Codec) -> Codec | None:
+    if codec_id == hint.codec_id:
+        return hint
+    cls = codec_for_id(codec_id)
+    return cls() if cls is not None else None
+
+
+def decode_block_view(
+    view: memoryview, ref: BlockRef, keys: FileKeys, codec: Codec, where: str
+) -> list[bytes]:
+    """Check and decode one stored block; returns its records.
+
+    Args:
+        view: Exactly the block's stored bytes.
+        ref: Where the block should be and what it should hold (from a footer or manifest).
+        keys: The file's id, context and cipher.
+        codec: The codec the caller expects; blocks written with another known codec are
+            decoded with that one (the id is in the block header).
+        where: Names the file in error messages.
+
+    Raises:
+        IntegrityError: any check fails (length, CRC, header vs ``ref``, GCM tag, codec,
+            record framing). No record of a failing block is returned.
+    """
+    w = f"{where}: block {ref.index} (partition {ref.partition}, offset {ref.offset})"
+    if len(view) != ref.length or ref.length < BLOCK_OVERHEAD:
+        raise IntegrityError(f"{w}: {len(view)} bytes, expected {ref.length}")
+    hsize = BLOCK_HEADER.size
+    header = view[:hsize]
+    payload = view[hsize : len(view) - CRC.size]
+    (stored,) = CRC.unpack_from(view, len(view) - CRC.size)
+    if _block_crc(keys, header, payload) != stored:
+        raise IntegrityError(f"{w}: checksum mismatch (data changed, moved or of another file)")
+    index, partition, records, flags, codec_id, reserved, raw_size, payload_len = (
+        BLOCK_HEADER.unpack_from(header)
+    )
+    if (index, partition, records, raw_size, payload_len) != (
+        ref.index,
+        ref.partition,
+        ref.records,
+        ref.raw_size,
+        len(payload),
+    ):
+        raise IntegrityError(
+            f"{w}: header says block {index} of partition {partition} with {records} records,"
+            f" {raw_size} raw bytes, which does not match the index"
+        )
+    if flags & ~BLOCK_FLAGS_KNOWN or reserved:
+        raise IntegrityError(f"{w}: unknown block flags {flags:#x}/{reserved:#x}")
+    if keys.cipher is not None:
+        if not flags & BLOCK_ENCRYPTED:
+            raise IntegrityError(f"{w}: block is not encrypted but a key was given")
+        try:
+            body: Buffer = keys.cipher.decrypt(
+                nonce_for(index), payload, b"".join((keys.aad_prefix, header, keys.context))
+            )
+        except InvalidTag:
+            raise IntegrityError(
+                f"{w}: authentication failed (wrong key or context, or data changed)"
+            ) from None
+    else:
+        if flags & BLOCK_ENCRYPTED:
+            raise IntegrityError(f"{w}: block is encrypted but no key was given")
+        body = payload
+    if flags & BLOCK_COMPRESSED:
+        dec = _codec_for(codec_id, codec)
+        if dec is None:
+            raise IntegrityError(f"{w}: unknown codec id {codec_id}")
+        try:
+            body = dec.decompress(body, raw_size)
+        except Exception as exc:
+            raise IntegrityError(f"{w}: {dec.name} decompression failed: {exc}") from exc
+    elif len(body) != raw_size:
+        raise IntegrityError(f"{w}: raw block holds {len(body)} bytes, expected {raw_size}")
+    return _split_records(body, records, raw_size, w)
+
+
+def _split_records(body: Buffer, records: int, raw_size: int, w: str) -> list[bytes]:
+    table = 4 * records
+    if table > raw_size:
+        raise IntegrityError(f"{w}: {records} records do not fit in {raw_size} bytes")
+    lengths = struct.unpack_from(f"<{records}I", body, 0)
+    if sum(lengths) != raw_size - table:
+        raise IntegrityError(f"{w}: record lengths do not add up to the block size")
+    ends = list(accumulate(lengths, initial=table))
+    if not isinstance(body, bytes):
+        if records and raw_size - table >= 1024 * records:
+            # large records: one copy each, straight from the read buffer
+            return [bytes(body[a:b]) for a, b in pairwise(ends)]
+        body = bytes(body)
+    return [body[a:b] for a, b in pairwise(ends)]
