@@ -1,0 +1,40 @@
+"""The exchange: where tasks spool the data flowing between them (see API.md).
+
+Coordinator: :class:`ExchangeManager` -> :class:`Exchange` (sinks, attempts, deduplication,
+source handles). Workers: :class:`ExchangeSink` writes one attempt, :class:`ExchangeSource`
+reads source handles. Layout on storage: :mod:`exchange_store.exchange.layout`.
+"""
+
+from __future__ import annotations
+
+from exchange_store.exchange.config import ExchangeManagerConfig
+from exchange_store.exchange.exchange import (
+    AttemptNotCommittedError,
+    Exchange,
+    ExchangeStateError,
+)
+from exchange_store.exchange.handles import (
+    ExchangeContext,
+    ExchangeSinkHandle,
+    ExchangeSinkInstanceHandle,
+    ExchangeSourceHandle,
+    SourceFile,
+)
+from exchange_store.exchange.manager import ExchangeManager
+from exchange_store.exchange.sink import ExchangeSink
+from exchange_store.exchange.source import ExchangeSource
+
+__all__ = [
+    "AttemptNotCommittedError",
+    "Exchange",
+    "ExchangeContext",
+    "ExchangeManager",
+    "ExchangeManagerConfig",
+    "ExchangeSink",
+    "ExchangeSinkHandle",
+    "ExchangeSinkInstanceHandle",
+    "ExchangeSource",
+    "ExchangeSourceHandle",
+    "ExchangeStateError",
+    "SourceFile",
+]

@@ -1,0 +1,354 @@
+"""The exchange manager's configuration: ``etc/exchange-manager.properties``.
+
+Key names follow Trino's filesystem exchange (and openLooKeng's where Trino has none). One
+:meth:`ExchangeManagerConfig.from_properties` turns the raw strings into a frozen, typed value;
+every error is a :class:`~exchange_store.errors.ConfigurationError` naming the file, the line,
+the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from exchange_store.codecs import get_codec
+from exchange_store.config import Key, Schema
+from exchange_store.errors import ConfigurationError
+
+__all__ = [
+    "CODECS",
+    "DEFAULT_FILESYSTEM_NAME",
+    "EXCHANGE_MANAGER_SCHEMA",
+    "ExchangeManagerConfig",
+    "is_local_path",
+]
+
+CODECS = ("NONE", "LZ4", "ZSTD")
+DEFAULT_FILESYSTEM_NAME = "exchange"
+_MB = 1 << 20
+
+MANAGER_NAME = "exchange-manager.name"
+FILESYSTEM_TYPE = "exchange-filesystem-type"
+BASE_DIRECTORIES = "exchange.base-directories"
+COMPRESSION_CODEC = "exchange.compression-codec"
+COMPRESSION_ENABLED = "exchange.compression-enabled"
+COMPRESSION_LEVEL = "exchange.compression-level"
+
+EXCHANGE_MANAGER_SCHEMA = Schema(
+    "exchange-manager.properties",
+    [
+        Key(
+            MANAGER_NAME,
+            "enum",
+            "filesystem",
+            choices=("filesystem",),
+            doc="The exchange manager implementation; only `filesystem` exists.",
+        ),
+        Key(
+            FILESYSTEM_TYPE,
+            "string",
+            DEFAULT_FILESYSTEM_NAME,
+            doc="NAME of the client file etc/filesystem/NAME.properties. When the default "
+            "`exchange` has no file and every base directory is local, the built-in "
+            "local client is used.",
+        ),
+        Key(
+            BASE_DIRECTORIES,
+            "list",
+            required=True,
+            doc="Comma-separated base directories (paths or URIs); data is spread over all.",
+        ),
+        Key(
+            COMPRESSION_CODEC,
+            "enum",
+            None,
+            choices=CODECS,
+            doc="Block compression: NONE, LZ4 (default) or ZSTD.",
+        ),
+        Key(
+            COMPRESSION_ENABLED,
+            "bool",
+            None,
+            doc="Legacy: true means LZ4, false NONE, when exchange.compression-codec is absent.",
+        ),
+        Key(
+            COMPRESSION_LEVEL,
+            "int",
+            None,
+            minimum=-7,
+            maximum=22,
+            doc="ZSTD compression level (default 3); only with compression-codec=ZSTD.",
+        ),
+        Key(
+            "exchange.encryption-enabled",
+            "bool",
+            True,
+            doc="Encrypt spooled data with a per-query AES-256-GCM key kept in memory only.",
+        ),
+        Key(
+            "exchange.sink-max-file-size",
+            "size",
+            1 << 30,
+            minimum=1,
+            doc="A sink starts a new data file once the current one reaches this size.",
+        ),
+        Key(
+            "exchange.max-page-storage-size",
+            "size",
+            16 * _MB,
+            minimum=1,
+            doc="Largest record add() accepts.",
+        ),
+        Key(
+            "exchange.source-handle-target-data-size",
+            "size",
+            256 * _MB,
+            minimum=1,
+            doc="Source handles of one output partition are cut near this many stored bytes.",
+        ),
+        Key(
+            "exchange.source-max-files-per-handle",
+            "int",
+            25,
+            minimum=1,
+            doc="At most this many data files per source handle.",
+        ),
+        Key(
+            "exchange.max-output-partition-count",
+            "int",
+            10_000,
+            minimum=1,
+            doc="create_exchange refuses more output partitions than this.",
+        ),
+        Key(
+            "exchange.deduplication-buffer-size",
+            "size",
+            32 * _MB,
+            minimum=0,
+            doc="Result deduplication buffer of the scheduler (QUERY retry policy).",
+        ),
+        Key(
+            "exchange.sink-buffer-pool-min-size",
+            "int",
+            10,
+            minimum=0,
+            doc="Accepted for Trino compatibility; the sink bounds memory with "
+            "exchange.sink-max-buffer-size instead.",
+        ),
+        Key(
+            "exchange.sink-buffers-per-partition",
+            "int",
+            2,
+            minimum=2,
+            doc="Accepted for Trino compatibility; see exchange.sink-max-buffer-size.",
+        ),
+        Key(
+            "exchange.sink-max-buffer-size",
+            "size",
+            64 * _MB,
+            minimum=1,
+            doc="Total bytes one sink buffers (records not yet encoded plus blocks in flight), "
+            "whatever the partition count; add() blocks beyond it.",
+        ),
+        Key(
+            "exchange.block-size",
+            "size",
+            _MB,
+            minimum=1,
+            doc="Target raw size of a block (the unit of compression, encryption and reads).",
+        ),
+        Key(
+            "exchange.source-concurrent-readers",
+            "int",
+            4,
+            minimum=1,
+            maximum=256,
+            doc="Reader threads per source (read-ahead).",
+        ),
+        Key(
+            "exchange.file-listing-parallelism",
+            "int",
+            50,
+            minimum=1,
+            doc="Accepted for Trino compatibility; readers use manifests, never listings.",
+        ),
+        Key(
+            "exchange.lease-ttl",
+            "duration",
+            60.0,
+            minimum=0.001,
+            doc="An open exchange refreshes its lease every ttl/3; gc treats it as dead "
+            "once the lease is older than this.",
+        ),
+        Key(
+            "exchange.writer-threads",
+            "int",
+            2,
+            minimum=1,
+            maximum=64,
+            doc="Encoding threads per sink (compression and encryption release the GIL).",
+        ),
+    ],
+)
+
+
+def is_local_path(path: str) -> bool:
+    """Whether a base directory is on the local filesystem (a path or a ``file://`` URI)."""
+    return "://" not in path or path.startswith("file://")
+
+
+def _absolute(path: str) -> str:
+    """Resolve a relative local path against the current directory; URIs are kept."""
+    if "://" in path:
+        return path.rstrip("/") if not path.endswith("://") else path
+    return os.path.abspath(path)
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeManagerConfig:
+    """Typed ``exchange-manager.properties``.
+
+    Attributes:
+        base_directories: Absolute paths or URIs, in configured order.
+        filesystem_name: NAME of ``etc/filesystem/NAME.properties``.
+        filesystem_name_explicit: Whether ``exchange-filesystem-type`` was set.
+        codec: NONE, LZ4 or ZSTD.
+        compression_level: ZSTD level, or None for the codec's default.
+        encryption_enabled: Whether spooled data is encrypted.
+        sink_max_file_size: Rotation size of data files.
+        max_page_storage_size: Largest record.
+        source_handle_target_data_size: Where source handles are cut.
+        source_max_files_per_handle: Most files in one source handle.
+        max_output_partition_count: Most output partitions per exchange.
+        deduplication_buffer_size: For the scheduler.
+        sink_max_buffer_size: Total bytes a sink may hold.
+        block_size: Target raw block size.
+        source_concurrent_readers: Read-ahead threads per source.
+        lease_ttl: Lease time to live, seconds.
+        writer_threads: Encoding threads per sink.
+        sink_buffer_pool_min_size: Trino compatibility, unused.
+        sink_buffers_per_partition: Trino compatibility, unused.
+        source: Where the configuration came from.
+    """
+
+    base_directories: tuple[str, ...]
+    filesystem_name: str = DEFAULT_FILESYSTEM_NAME
+    filesystem_name_explicit: bool = False
+    codec: str = "LZ4"
+    compression_level: int | None = None
+    encryption_enabled: bool = True
+    sink_max_file_size: int = 1 << 30
+    max_page_storage_size: int = 16 * _MB
+    source_handle_target_data_size: int = 256 * _MB
+    source_max_files_per_handle: int = 25
+    max_output_partition_count: int = 10_000
+    deduplication_buffer_size: int = 32 * _MB
+    sink_max_buffer_size: int = 64 * _MB
+    block_size: int = _MB
+    source_concurrent_readers: int = 4
+    lease_ttl: float = 60.0
+    writer_threads: int = 2
+    sink_buffer_pool_min_size: int = 10
+    sink_buffers_per_partition: int = 2
+    source: str = "<properties>"
+
+    @classmethod
+    def from_properties(
+        cls,
+        values: Mapping[str, str],
+        source: str = "<properties>",
+        lines: Mapping[str, int] | None = None,
+        origins: Mapping[str, str] | None = None,
+    ) -> ExchangeManagerConfig:
+        """Validate the raw keys of ``exchange-manager.properties``.
+
+        Args:
+            values: Raw key/value strings.
+            source: The file, for error messages.
+            lines: Key to line number, for error messages.
+            origins: Key to where it was set when not in the file (environment variable).
+
+        Raises:
+            ConfigurationError: unknown key, bad value, missing base directories, conflicting
+                compression keys; the message names the file, the key and what is allowed.
+        """
+        lines = dict(lines or {})
+        origins = dict(origins or {})
+        parsed: dict[str, Any] = EXCHANGE_MANAGER_SCHEMA.parse(values, source, lines, origins)
+
+        def where(key: str) -> str:
+            if key in origins:
+                return origins[key]
+            return f"{source}:{lines[key]}" if key in lines else source
+
+        bases = parsed[BASE_DIRECTORIES]
+        if not bases:
+            raise ConfigurationError(
+                f"{where(BASE_DIRECTORIES)}: {BASE_DIRECTORIES} is empty; "
+                "allowed: a comma-separated list of paths or URIs"
+            )
+        resolved = tuple(_absolute(b) for b in bases)
+        if len(set(resolved)) != len(resolved):
+            raise ConfigurationError(
+                f"{where(BASE_DIRECTORIES)}: {BASE_DIRECTORIES} lists a directory twice: "
+                f"{', '.join(bases)}"
+            )
+
+        codec = parsed[COMPRESSION_CODEC]
+        enabled = parsed[COMPRESSION_ENABLED]
+        if codec is None:
+            codec = "NONE" if enabled is False else "LZ4"
+        elif enabled is not None and enabled != (codec != "NONE"):
+            raise ConfigurationError(
+                f"{where(COMPRESSION_ENABLED)}: {COMPRESSION_ENABLED}={str(enabled).lower()} "
+                f"conflicts with {COMPRESSION_CODEC}={codec} ({where(COMPRESSION_CODEC)}); "
+                f"set only {COMPRESSION_CODEC} (allowed: {' | '.join(CODECS)})"
+            )
+        level = parsed[COMPRESSION_LEVEL]
+        if level is not None and codec != "ZSTD":
+            raise ConfigurationError(
+                f"{where(COMPRESSION_LEVEL)}: {COMPRESSION_LEVEL} applies only to "
+                f"{COMPRESSION_CODEC}=ZSTD (the codec is {codec})"
+            )
+        if level is not None:
+            try:
+                get_codec("ZSTD", level=level)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"{where(COMPRESSION_LEVEL)}: {COMPRESSION_LEVEL}={level}: {exc}"
+                ) from None
+        fs_name = parsed[FILESYSTEM_TYPE].strip()
+        if not fs_name or "/" in fs_name or fs_name.startswith("."):
+            raise ConfigurationError(
+                f"{where(FILESYSTEM_TYPE)}: {FILESYSTEM_TYPE}={fs_name!r}: allowed: the NAME of "
+                "an etc/filesystem/NAME.properties file"
+            )
+        return cls(
+            base_directories=resolved,
+            filesystem_name=fs_name,
+            filesystem_name_explicit=FILESYSTEM_TYPE in values,
+            codec=codec,
+            compression_level=level,
+            encryption_enabled=parsed["exchange.encryption-enabled"],
+            sink_max_file_size=parsed["exchange.sink-max-file-size"],
+            max_page_storage_size=parsed["exchange.max-page-storage-size"],
+            source_handle_target_data_size=parsed["exchange.source-handle-target-data-size"],
+            source_max_files_per_handle=parsed["exchange.source-max-files-per-handle"],
+            max_output_partition_count=parsed["exchange.max-output-partition-count"],
+            deduplication_buffer_size=parsed["exchange.deduplication-buffer-size"],
+            sink_max_buffer_size=parsed["exchange.sink-max-buffer-size"],
+            block_size=parsed["exchange.block-size"],
+            source_concurrent_readers=parsed["exchange.source-concurrent-readers"],
+            lease_ttl=parsed["exchange.lease-ttl"],
+            writer_threads=parsed["exchange.writer-threads"],
+            sink_buffer_pool_min_size=parsed["exchange.sink-buffer-pool-min-size"],
+            sink_buffers_per_partition=parsed["exchange.sink-buffers-per-partition"],
+            source=source,
+        )
+
+    @property
+    def all_local(self) -> bool:
+        """Whether every base directory is a local path."""
+        return all(is_local_path(b) for b in self.base_directories)

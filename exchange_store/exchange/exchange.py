@@ -1,0 +1,507 @@
+"""The coordinator side of one exchange: sinks, attempts, deduplication, source handles.
+
+Deduplication: for each task partition the first attempt reported by :meth:`Exchange.sink_finished`
+is selected and only its committed manifest is ever read. ``sink_finished`` reads the manifest
+at once: an attempt that did not commit is refused there (an error naming the exchange, task
+partition and attempt) and is not selected. When storage cannot be read at that moment the
+attempt is selected and the check is repeated by :meth:`Exchange.get_source_handles`. Data of
+every other attempt is never read and is deleted by :meth:`Exchange.close` with the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from exchange_store.errors import (
+    ExchangeStoreError,
+    InvalidArgumentError,
+    StorageError,
+    StorageFileNotFoundError,
+)
+from exchange_store.exchange.handles import (
+    ExchangeContext,
+    ExchangeSinkHandle,
+    ExchangeSinkInstanceHandle,
+    ExchangeSourceHandle,
+    SourceFile,
+)
+from exchange_store.exchange.layout import (
+    attempt_dir,
+    base_directory_for,
+    data_file_context,
+    exchange_dir,
+    lease_path,
+    manifest_context,
+    manifest_path,
+)
+from exchange_store.exchange.manifest import Manifest, read_manifest
+from exchange_store.filesystems.base import FileSystemClient, join
+from exchange_store.format import BlockRef
+from exchange_store.ids import check_non_negative_int
+from exchange_store.lease import Lease
+
+if TYPE_CHECKING:
+    from exchange_store.exchange.config import ExchangeManagerConfig
+
+__all__ = ["AttemptNotCommittedError", "Exchange", "ExchangeStateError"]
+
+_log = logging.getLogger(__name__)
+
+
+class ExchangeStateError(InvalidArgumentError):
+    """A coordinator call came in the wrong state (closed, or too early)."""
+
+
+class AttemptNotCommittedError(InvalidArgumentError):
+    """An attempt reported finished has no manifest: it never committed."""
+
+
+def _stop_lease(lease: Lease) -> None:
+    try:
+        lease.close()
+    except Exception as exc:  # a finalizer must not raise
+        _log.debug("closing an abandoned lease failed: %s", exc)
+
+
+class Exchange:
+    """One exchange of one query, on the coordinator. Thread-safe.
+
+    Built by ``ExchangeManager.create_exchange``; see the module docstring for the rules.
+    """
+
+    def __init__(
+        self,
+        client: FileSystemClient,
+        config: ExchangeManagerConfig,
+        context: ExchangeContext,
+        output_partition_count: int,
+        preserve_order: bool,
+        key: bytes | None,
+        *,
+        on_close: Callable[[Exchange], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._context = context
+        self._output_partition_count = output_partition_count
+        self._preserve_order = bool(preserve_order)
+        self._key = key
+        self._on_close = on_close
+        self._token = secrets.token_hex(8)
+        self._lock = threading.RLock()
+        self._sinks: dict[int, ExchangeSinkHandle] = {}
+        self._no_more_sinks = False
+        self._instantiated: dict[int, set[int]] = {}
+        self._selected: dict[int, int] = {}
+        self._manifests: dict[int, Manifest] = {}
+        self._refused: dict[int, list[int]] = {}
+        self._all_finished = False
+        self._handles: list[ExchangeSourceHandle] | None = None
+        self._closed = False
+        self._directories = tuple(
+            exchange_dir(b, context.query_id, context.exchange_id) for b in config.base_directories
+        )
+        self._lease = Lease(
+            client,
+            [lease_path(b, context.query_id, context.exchange_id) for b in config.base_directories],
+            owner=f"exchange {context.query_id}/{context.exchange_id}",
+            ttl=config.lease_ttl,
+        )
+        self._lease.start()
+        self._finalizer = weakref.finalize(self, _stop_lease, self._lease)
+        self._finalizer.atexit = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def context(self) -> ExchangeContext:
+        """The exchange's ids."""
+        return self._context
+
+    @property
+    def output_partition_count(self) -> int:
+        """Number of output partitions."""
+        return self._output_partition_count
+
+    @property
+    def preserve_order(self) -> bool:
+        """Whether records keep their write order per partition and task partition."""
+        return self._preserve_order
+
+    @property
+    def directories(self) -> tuple[str, ...]:
+        """The exchange's directory in each base directory."""
+        return self._directories
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def selected_attempts(self) -> dict[int, int]:
+        """Task partition to its selected attempt, so far."""
+        with self._lock:
+            return dict(self._selected)
+
+    def __repr__(self) -> str:
+        return (
+            f"Exchange({self._context}, partitions={self._output_partition_count}, "
+            f"preserve_order={self._preserve_order}, sinks={len(self._sinks)})"
+        )
+
+    # ------------------------------------------------------------------ sinks
+
+    def add_sink(self, task_partition_id: int) -> ExchangeSinkHandle:
+        """Declare task partition ``task_partition_id`` (a writer). Idempotent per id.
+
+        Raises:
+            InvalidArgumentError: bad id, or a new task partition after ``no_more_sinks()``.
+        """
+        tp = check_non_negative_int(task_partition_id, "task_partition_id")
+        with self._lock:
+            self._check_open()
+            handle = self._sinks.get(tp)
+            if handle is not None:
+                return handle
+            if self._no_more_sinks:
+                raise ExchangeStateError(
+                    f"exchange {self._context}: add_sink({tp}) after no_more_sinks()"
+                )
+            handle = ExchangeSinkHandle(
+                self._context.query_id, self._context.exchange_id, tp, self._token
+            )
+            self._sinks[tp] = handle
+            return handle
+
+    def no_more_sinks(self) -> None:
+        """Declare that every task partition was added."""
+        with self._lock:
+            self._no_more_sinks = True
+
+    def instantiate_sink(
+        self, sink: ExchangeSinkHandle, attempt_id: int
+    ) -> ExchangeSinkInstanceHandle:
+        """The handle a worker needs to write attempt ``attempt_id`` of ``sink``.
+
+        May be called again with another attempt id (retries, speculation).
+
+        Raises:
+            InvalidArgumentError: the sink is not from this exchange, or a bad attempt id.
+        """
+        tp = self._check_sink(sink)
+        attempt = check_non_negative_int(attempt_id, "attempt_id")
+        cfg = self._config
+        q, e = self._context.query_id, self._context.exchange_id
+        base = base_directory_for(cfg.base_directories, tp)
+        with self._lock:
+            self._check_open()
+            self._instantiated.setdefault(tp, set()).add(attempt)
+        return ExchangeSinkInstanceHandle(
+            sink=sink,
+            attempt_id=attempt,
+            output_partition_count=self._output_partition_count,
+            preserve_order=self._preserve_order,
+            base_directory=base,
+            attempt_directory=attempt_dir(base, q, e, tp, attempt),
+            codec=cfg.codec,
+            compression_level=cfg.compression_level,
+            block_size=cfg.block_size,
+            sink_max_file_size=cfg.sink_max_file_size,
+            max_page_storage_size=cfg.max_page_storage_size,
+            key=self._key,
+        )
+
+    def sink_finished(self, sink: ExchangeSinkHandle, attempt_id: int) -> None:
+        """Report that attempt ``attempt_id`` of ``sink`` finished (committed).
+
+        The first reported attempt of a task partition is selected; later reports are
+        ignored.
+
+        Raises:
+            AttemptNotCommittedError: the attempt would be selected but has no manifest.
+            IntegrityError: its manifest fails its checks.
+            InvalidArgumentError: the sink is not from this exchange, or a bad attempt id.
+        """
+        tp = self._check_sink(sink)
+        attempt = check_non_negative_int(attempt_id, "attempt_id")
+        with self._lock:
+            self._check_open()
+            if tp in self._selected:
+                return
+            try:
+                manifest = self._read_manifest(tp, attempt)
+            except StorageFileNotFoundError:
+                self._refused.setdefault(tp, []).append(attempt)
+                raise AttemptNotCommittedError(
+                    f"exchange {self._context}: task partition {tp} attempt {attempt} was "
+                    "reported finished but never committed (no manifest at "
+                    f"{self._manifest_path(tp, attempt)})"
+                ) from None
+            except StorageError as exc:
+                _log.warning(
+                    "exchange %s: manifest of task partition %d attempt %d unreadable now, "
+                    "checked again by get_source_handles: %s",
+                    self._context,
+                    tp,
+                    attempt,
+                    exc,
+                )
+                self._selected[tp] = attempt
+                return
+            self._selected[tp] = attempt
+            self._manifests[tp] = manifest
+
+    def all_required_sinks_finished(self) -> None:
+        """Declare that every task partition has finished; handles may now be asked for."""
+        with self._lock:
+            self._check_open()
+            self._no_more_sinks = True
+            self._all_finished = True
+
+    # ------------------------------------------------------------------ sources
+
+    def get_source_handles(self) -> list[ExchangeSourceHandle]:
+        """Handles covering the selected attempts' data, by output partition.
+
+        One or more handles per output partition that has data (none for an empty one), cut
+        near ``exchange.source-handle-target-data-size``.
+
+        Raises:
+            ExchangeStateError: called before ``all_required_sinks_finished()``, or closed.
+            AttemptNotCommittedError: a task partition has no committed selected attempt.
+            IntegrityError: a selected manifest fails its checks.
+        """
+        with self._lock:
+            self._check_open()
+            if not self._all_finished:
+                raise ExchangeStateError(
+                    f"exchange {self._context}: get_source_handles() before "
+                    "all_required_sinks_finished()"
+                )
+            if self._handles is None:
+                self._handles = self._build_handles()
+            return list(self._handles)
+
+    def _build_handles(self) -> list[ExchangeSourceHandle]:
+        manifests: list[Manifest] = []
+        for tp in sorted(self._sinks.keys() | self._selected.keys()):
+            attempt = self._selected.get(tp)
+            if attempt is None:
+                refused = self._refused.get(tp)
+                detail = (
+                    f"attempts {', '.join(map(str, refused))} were reported but never committed"
+                    if refused
+                    else "no attempt was reported finished"
+                )
+                raise AttemptNotCommittedError(
+                    f"exchange {self._context}: task partition {tp} has no committed attempt "
+                    f"({detail})"
+                )
+            manifest = self._manifests.get(tp)
+            if manifest is None:
+                try:
+                    manifest = self._read_manifest(tp, attempt)
+                except StorageFileNotFoundError:
+                    raise AttemptNotCommittedError(
+                        f"exchange {self._context}: task partition {tp} attempt {attempt} was "
+                        "reported finished but never committed (no manifest at "
+                        f"{self._manifest_path(tp, attempt)})"
+                    ) from None
+                self._manifests[tp] = manifest
+            manifests.append(manifest)
+        return self._cut_handles(manifests)
+
+    def _cut_handles(self, manifests: list[Manifest]) -> list[ExchangeSourceHandle]:
+        cfg = self._config
+        q, e = self._context.query_id, self._context.exchange_id
+        # partition -> ordered list of (tp, file, blocks of that partition)
+        per_partition: dict[int, list[SourceFile]] = {}
+        for m in manifests:
+            base = base_directory_for(cfg.base_directories, m.task_partition_id)
+            directory = attempt_dir(base, q, e, m.task_partition_id, m.attempt_id)
+            for f in m.files:
+                context = data_file_context(q, e, m.task_partition_id, m.attempt_id, f.index)
+                by_partition: dict[int, list[BlockRef]] = {}
+                for block in f.summary.blocks:
+                    by_partition.setdefault(block.partition, []).append(block)
+                for partition, blocks in by_partition.items():
+                    per_partition.setdefault(partition, []).append(
+                        SourceFile(
+                            path=join(directory, f.name),
+                            file_id=f.summary.file_id,
+                            context=context,
+                            task_partition_id=m.task_partition_id,
+                            attempt_id=m.attempt_id,
+                            blocks=tuple(blocks),
+                        )
+                    )
+        target = cfg.source_handle_target_data_size
+        max_files = cfg.source_max_files_per_handle
+        handles: list[ExchangeSourceHandle] = []
+        for partition in sorted(per_partition):
+            current: list[SourceFile] = []
+            size = 0
+
+            def emit(files: list[SourceFile], data_size: int, p: int = partition) -> None:
+                handles.append(
+                    ExchangeSourceHandle(
+                        query_id=q,
+                        exchange_id=e,
+                        partition_id=p,
+                        data_size=data_size,
+                        files=tuple(files),
+                        preserve_order=self._preserve_order,
+                        codec=cfg.codec,
+                        compression_level=cfg.compression_level,
+                        key=self._key,
+                    )
+                )
+
+            for chunk in self._chunks(per_partition[partition], target):
+                chunk_size = sum(f.data_size for f in chunk)
+                full = current and (
+                    size + chunk_size > target or len(current) + len(chunk) > max_files
+                )
+                if full:
+                    emit(current, size)
+                    current, size = [], 0
+                current.extend(chunk)
+                size += chunk_size
+            if current:
+                emit(current, size)
+        return handles
+
+    def _chunks(self, files: list[SourceFile], target: int) -> list[list[SourceFile]]:
+        """Units that stay in one handle.
+
+        A task partition's files when order is preserved, else one file's blocks, split at
+        block boundaries when larger than ``target``.
+        """
+        if self._preserve_order:
+            chunks: list[list[SourceFile]] = []
+            for f in files:
+                if chunks and chunks[-1][-1].task_partition_id == f.task_partition_id:
+                    chunks[-1].append(f)
+                else:
+                    chunks.append([f])
+            return chunks
+        out: list[list[SourceFile]] = []
+        for f in files:
+            blocks: list[BlockRef] = []
+            size = 0
+            for block in f.blocks:
+                if blocks and size + block.length > target:
+                    out.append([_with_blocks(f, blocks)])
+                    blocks, size = [], 0
+                blocks.append(block)
+                size += block.length
+            if blocks:
+                out.append([_with_blocks(f, blocks)])
+        return out
+
+    # ------------------------------------------------------------------ close
+
+    def close(self) -> None:
+        """Delete every byte of the exchange from every base directory. Idempotent.
+
+        Also aborts incomplete multipart uploads under the exchange (S3) and removes the lease.
+
+        Raises:
+            StorageError: deleting failed (calling ``close()`` again retries).
+        """
+        with self._lock:
+            first = not self._closed
+            self._closed = True
+        errors: list[ExchangeStoreError] = []
+        if first:
+            self._finalizer.detach()
+            if self._on_close is not None:
+                self._on_close(self)
+            try:
+                self._lease.close()  # first, so no refresh re-creates a lease after the delete
+            except ExchangeStoreError as exc:
+                errors.append(exc)
+        for directory in self._directories:
+            try:
+                if self._client.supports_multipart_cleanup:
+                    self._client.abort_multipart_uploads(directory)
+                self._client.delete_recursive(directory)
+            except ExchangeStoreError as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Exchange:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ExchangeStateError(f"exchange {self._context} is closed")
+
+    def _check_sink(self, sink: ExchangeSinkHandle) -> int:
+        if not isinstance(sink, ExchangeSinkHandle):
+            raise InvalidArgumentError(
+                f"exchange {self._context}: expected an ExchangeSinkHandle, got "
+                f"{type(sink).__name__}"
+            )
+        if (
+            sink.query_id != self._context.query_id
+            or sink.exchange_id != self._context.exchange_id
+            or sink.exchange_token != self._token
+        ):
+            raise InvalidArgumentError(
+                f"exchange {self._context}: sink handle of task partition "
+                f"{sink.task_partition_id} belongs to another exchange "
+                f"({sink.query_id}/{sink.exchange_id})"
+            )
+        with self._lock:
+            if self._sinks.get(sink.task_partition_id) != sink:
+                raise InvalidArgumentError(
+                    f"exchange {self._context}: task partition {sink.task_partition_id} "
+                    "was not added with add_sink()"
+                )
+        return sink.task_partition_id
+
+    def _attempt_directory(self, tp: int, attempt: int) -> str:
+        base = base_directory_for(self._config.base_directories, tp)
+        return attempt_dir(base, self._context.query_id, self._context.exchange_id, tp, attempt)
+
+    def _manifest_path(self, tp: int, attempt: int) -> str:
+        return manifest_path(self._attempt_directory(tp, attempt))
+
+    def _read_manifest(self, tp: int, attempt: int) -> Manifest:
+        q, e = self._context.query_id, self._context.exchange_id
+        manifest = read_manifest(
+            self._client,
+            self._manifest_path(tp, attempt),
+            self._key,
+            manifest_context(q, e, tp, attempt),
+        )
+        if manifest.output_partition_count != self._output_partition_count:
+            raise InvalidArgumentError(
+                f"exchange {self._context}: task partition {tp} attempt {attempt} wrote "
+                f"{manifest.output_partition_count} partitions, the exchange has "
+                f"{self._output_partition_count}"
+            )
+        return manifest
+
+
+def _with_blocks(f: SourceFile, blocks: list[BlockRef]) -> SourceFile:
+    return SourceFile(
+        path=f.path,
+        file_id=f.file_id,
+        context=f.context,
+        task_partition_id=f.task_partition_id,
+        attempt_id=f.attempt_id,
+        blocks=tuple(blocks),
+    )

@@ -1,0 +1,331 @@
+"""The entry point: ``ExchangeManager`` makes exchanges (coordinator), sinks and sources (workers).
+
+A manager is built from configuration (``from_etc`` or ``from_properties``); a worker process
+builds its own from the same configuration and works from the picklable handles it is given.
+Per-query AES keys are generated here, kept in memory only and passed in handles.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+
+from exchange_store.config import load_etc
+from exchange_store.errors import ConfigurationError, InvalidArgumentError
+from exchange_store.exchange.config import (
+    BASE_DIRECTORIES,
+    FILESYSTEM_TYPE,
+    ExchangeManagerConfig,
+)
+from exchange_store.exchange.exchange import Exchange
+from exchange_store.exchange.handles import (
+    ExchangeContext,
+    ExchangeSinkInstanceHandle,
+    ExchangeSourceHandle,
+)
+from exchange_store.exchange.sink import ExchangeSink
+from exchange_store.exchange.source import ExchangeSource
+from exchange_store.filesystems.base import FileSystemClient
+
+__all__ = ["KEY_SIZE", "ExchangeManager"]
+
+KEY_SIZE = 32
+
+
+def _load_client(
+    config: ExchangeManagerConfig,
+    filesystems: Mapping[str, Mapping[str, str]],
+    sources: Mapping[str, str],
+) -> FileSystemClient:
+    name = config.filesystem_name
+    if name in filesystems:
+        from exchange_store.filesystems.registry import load_filesystem
+
+        return load_filesystem(
+            dict(filesystems[name]),
+            config.base_directories,
+            source=sources.get(name, f"filesystem {name}"),
+            name=name,
+        )
+    if not config.filesystem_name_explicit and config.all_local:
+        from exchange_store.filesystems.local import LocalFileSystemClient
+
+        return LocalFileSystemClient(list(config.base_directories))
+    have = ", ".join(sorted(filesystems)) or "none"
+    why = (
+        f"{FILESYSTEM_TYPE}={name} names no filesystem client"
+        if config.filesystem_name_explicit
+        else f"{BASE_DIRECTORIES} is not local and there is no client named {name!r}"
+    )
+    raise ConfigurationError(
+        f"{config.source}: {why}; add etc/filesystem/{name}.properties "
+        f"(fs.client.type = local | hdfs | s3 | fsspec); clients present: {have}"
+    )
+
+
+class ExchangeManager:
+    """Creates exchanges, sinks and sources over one filesystem client. Thread-safe.
+
+    Args:
+        config: The validated configuration.
+        client: The filesystem client (its roots must include every base directory).
+    """
+
+    def __init__(self, config: ExchangeManagerConfig, client: FileSystemClient) -> None:
+        self._config = config
+        self._client = client
+        self._lock = threading.Lock()
+        self._keys: dict[str, bytes] = {}
+        self._open: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_etc(cls, etc_dir: str | os.PathLike[str] = "etc") -> ExchangeManager:
+        """Read ``etc/exchange-manager.properties`` and the filesystem client it names.
+
+        Raises:
+            ConfigurationError: a missing or wrong file, key or value (named in the message).
+        """
+        etc = load_etc(etc_dir)
+        pf = etc.exchange_manager
+        if pf is None:
+            raise ConfigurationError(
+                f"{etc.root / 'exchange-manager.properties'}: exchange manager configuration "
+                "file not found"
+            )
+        config = ExchangeManagerConfig.from_properties(pf.values, pf.path, pf.lines, pf.origins)
+        filesystems: dict[str, Mapping[str, str]] = {}
+        sources: dict[str, str] = {}
+        if config.filesystem_name in etc.filesystems or config.filesystem_name_explicit:
+            fs = etc.filesystem(config.filesystem_name, wanted_by=pf)
+            filesystems[config.filesystem_name] = fs.values
+            sources[config.filesystem_name] = fs.path
+        return cls(config, _load_client(config, filesystems, sources))
+
+    @classmethod
+    def from_properties(
+        cls,
+        properties: Mapping[str, str],
+        *,
+        filesystems: Mapping[str, Mapping[str, str]] | None = None,
+        source: str = "<properties>",
+    ) -> ExchangeManager:
+        """Build a manager from ``exchange-manager.properties`` keys.
+
+        Args:
+            properties: The exchange manager's keys.
+            filesystems: Client properties by NAME (as in ``etc/filesystem/NAME.properties``).
+            source: Name used in error messages.
+
+        Raises:
+            ConfigurationError: a wrong key or value, or a missing filesystem client.
+        """
+        config = ExchangeManagerConfig.from_properties(properties, source)
+        return cls(config, _load_client(config, filesystems or {}, {}))
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def config(self) -> ExchangeManagerConfig:
+        """The configuration."""
+        return self._config
+
+    @property
+    def client(self) -> FileSystemClient:
+        """The filesystem client."""
+        return self._client
+
+    @property
+    def base_directories(self) -> tuple[str, ...]:
+        """The configured base directories."""
+        return self._config.base_directories
+
+    # ------------------------------------------------------------------ coordinator
+
+    def create_exchange(
+        self, context: ExchangeContext, output_partition_count: int, preserve_order: bool = False
+    ) -> Exchange:
+        """Create an exchange and start its lease.
+
+        Raises:
+            InvalidArgumentError: ``context`` is not an ExchangeContext, or the partition count
+                is not a positive integer or exceeds ``exchange.max-output-partition-count``
+                ("Max number of output partitions exceeded for exchange ...").
+            StorageError: the lease could not be written.
+        """
+        if not isinstance(context, ExchangeContext):
+            raise InvalidArgumentError(f"expected an ExchangeContext, got {type(context).__name__}")
+        count = output_partition_count
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidArgumentError(
+                f"invalid output_partition_count {count!r} for exchange {context}: "
+                "must be a positive integer"
+            )
+        limit = self._config.max_output_partition_count
+        if count > limit:
+            raise InvalidArgumentError(
+                f"Max number of output partitions exceeded for exchange {context}. "
+                f"Allowed: {limit}. Requested: {count}."
+            )
+        key = self._acquire_key(context)
+        try:
+            return Exchange(
+                self._client,
+                self._config,
+                context,
+                count,
+                preserve_order,
+                key,
+                on_close=self._exchange_closed,
+            )
+        except BaseException:
+            self._release_key(context)
+            raise
+
+    def _acquire_key(self, context: ExchangeContext) -> bytes | None:
+        with self._lock:
+            open_ = self._open.setdefault(context.query_id, set())
+            if context.exchange_id in open_:
+                raise InvalidArgumentError(
+                    f"exchange {context} is already open in this manager; close it first"
+                )
+            open_.add(context.exchange_id)
+            if not self._config.encryption_enabled:
+                return None
+            key = self._keys.get(context.query_id)
+            if key is None:
+                key = self._keys[context.query_id] = secrets.token_bytes(KEY_SIZE)
+            return key
+
+    def _release_key(self, context: ExchangeContext) -> None:
+        with self._lock:
+            open_ = self._open.get(context.query_id)
+            if open_ is not None:
+                open_.discard(context.exchange_id)
+                if not open_:
+                    del self._open[context.query_id]
+                    self._keys.pop(context.query_id, None)
+
+    def _exchange_closed(self, exchange: Exchange) -> None:
+        self._release_key(exchange.context)
+
+    # ------------------------------------------------------------------ workers
+
+    def create_sink(self, instance: ExchangeSinkInstanceHandle) -> ExchangeSink:
+        """A sink writing the attempt described by ``instance``.
+
+        Raises:
+            InvalidArgumentError: not an instance handle, or it was issued under another
+                configuration (base directory, codec or encryption differ).
+        """
+        if not isinstance(instance, ExchangeSinkInstanceHandle):
+            raise InvalidArgumentError(
+                f"expected an ExchangeSinkInstanceHandle, got {type(instance).__name__}"
+            )
+        what = (
+            f"sink handle of {instance.query_id}/{instance.exchange_id} task partition "
+            f"{instance.task_partition_id} attempt {instance.attempt_id}"
+        )
+        self._check_compatible(
+            what,
+            [instance.base_directory],
+            instance.codec,
+            instance.compression_level,
+            instance.encrypted,
+        )
+        return ExchangeSink(
+            self._client,
+            instance,
+            max_buffer_size=self._config.sink_max_buffer_size,
+            writer_threads=self._config.writer_threads,
+        )
+
+    def create_source(self, handles: Iterable[ExchangeSourceHandle] = ()) -> ExchangeSource:
+        """A source reading ``handles`` (more may be added later).
+
+        Raises:
+            InvalidArgumentError: not source handles, or issued under another configuration.
+        """
+        cfg = self._config
+        return ExchangeSource(
+            self._client,
+            handles,
+            concurrent_readers=cfg.source_concurrent_readers,
+            max_buffered_bytes=max(32 << 20, 4 * cfg.source_concurrent_readers * cfg.block_size),
+            check=self._check_source_handle,
+        )
+
+    def _check_source_handle(self, handle: ExchangeSourceHandle) -> None:
+        what = (
+            f"source handle of {handle.query_id}/{handle.exchange_id} partition "
+            f"{handle.partition_id}"
+        )
+        self._check_compatible(
+            what,
+            sorted({f.path for f in handle.files}),
+            handle.codec,
+            handle.compression_level,
+            handle.encrypted,
+        )
+
+    def _check_compatible(
+        self,
+        what: str,
+        paths: Iterable[str],
+        codec: str,
+        level: int | None,
+        encrypted: bool,
+    ) -> None:
+        cfg = self._config
+        problems = []
+        for path in paths:
+            try:
+                self._client.check_path(path)
+            except InvalidArgumentError:
+                problems.append(
+                    f"{path} is outside the base directories {', '.join(cfg.base_directories)}"
+                )
+                break
+        if codec != cfg.codec or level != cfg.compression_level:
+            problems.append(
+                f"compression {codec}{'' if level is None else f' level {level}'} differs "
+                f"from exchange.compression-codec={cfg.codec}"
+            )
+        if encrypted != cfg.encryption_enabled:
+            problems.append(
+                f"encryption {'on' if encrypted else 'off'} differs from "
+                f"exchange.encryption-enabled={str(cfg.encryption_enabled).lower()}"
+            )
+        if problems:
+            raise InvalidArgumentError(
+                f"{what} was issued under another exchange manager configuration "
+                f"({cfg.source}): {'; '.join(problems)}"
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Release the filesystem client. Exchanges must be closed by their owner first."""
+        self._client.close()
+
+    def __enter__(self) -> ExchangeManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        cfg = self._config
+        return (
+            f"ExchangeManager(base_directories={list(cfg.base_directories)!r}, "
+            f"codec={cfg.codec}, encryption={cfg.encryption_enabled})"
+        )

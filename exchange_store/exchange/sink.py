@@ -1,0 +1,444 @@
+"""The worker side of an exchange: one attempt of one task partition writing its output.
+
+Records are buffered per output partition. A partition's buffer becomes a block when it
+reaches ``exchange.block-size``; when all buffers together exceed half of
+``exchange.sink-max-buffer-size`` the biggest are cut into blocks early, so memory stays bounded
+whatever the partition count. Blocks go to one writer thread (FIFO) that feeds the format
+layer's :class:`~exchange_store.format.RecordFileWriter` (which encodes on its own small pool)
+and rotates data files at ``exchange.sink-max-file-size``. Blocks waiting for the writer may
+hold the other half of the budget; beyond it :meth:`ExchangeSink.add` blocks (back-pressure).
+
+Commit: :meth:`ExchangeSink.finish` flushes everything, closes (makes durable) the data files,
+then publishes one sealed manifest with an exclusive create. Nothing is readable before the
+manifest exists; when ``finish`` raises, the attempt's directory is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from types import TracebackType
+from typing import Final
+
+from exchange_store.errors import CommitConflictError, InvalidArgumentError
+from exchange_store.exchange.formatting import format_options
+from exchange_store.exchange.handles import ExchangeSinkInstanceHandle
+from exchange_store.exchange.layout import (
+    data_file_context,
+    data_file_name,
+    data_file_path,
+    manifest_context,
+    manifest_path,
+)
+from exchange_store.exchange.manifest import Manifest, ManifestFile, write_manifest
+from exchange_store.filesystems.base import FileSystemClient, OutputStream
+from exchange_store.format import RecordFileWriter
+
+__all__ = ["RECORD_OVERHEAD", "ExchangeSink"]
+
+_log = logging.getLogger(__name__)
+
+RECORD_OVERHEAD: Final = 8
+"""Bytes charged per record on top of its length (framing), for buffer accounting."""
+
+Record = bytes | bytearray | memoryview
+
+_OPEN, _FINISHING, _FINISHED, _ABORTED, _FAILED = (
+    "open",
+    "finishing",
+    "finished",
+    "aborted",
+    "failed",
+)
+_RUNNING = (_OPEN, _FINISHING)
+
+
+def _as_record(data: object, partition_id: object) -> tuple[Record, int]:
+    """Take a bytes-like object without copying when possible."""
+    if isinstance(data, bytes):
+        return data, len(data)
+    if isinstance(data, bytearray):
+        return data, len(data)
+    if isinstance(data, memoryview):
+        if data.c_contiguous:
+            view = data if (data.format == "B" and data.ndim == 1) else data.cast("B")
+            return view, view.nbytes
+        copied = data.tobytes()
+        return copied, len(copied)
+    raise InvalidArgumentError(
+        f"record for partition {partition_id!r} must be bytes, bytearray or memoryview, "
+        f"not {type(data).__name__}"
+    )
+
+
+class ExchangeSink:
+    """Writes one attempt of one task partition; see the module docstring.
+
+    Thread-safe: ``add`` may be called from several threads (records of one partition keep
+    the order in which the calls returned).
+
+    Args:
+        client: Filesystem client whose roots include the attempt's base directory.
+        instance: The attempt's handle from ``Exchange.instantiate_sink``.
+        max_buffer_size: ``exchange.sink-max-buffer-size``.
+        writer_threads: Encoding threads (``exchange.writer-threads``).
+    """
+
+    def __init__(
+        self,
+        client: FileSystemClient,
+        instance: ExchangeSinkInstanceHandle,
+        *,
+        max_buffer_size: int = 64 << 20,
+        writer_threads: int = 2,
+    ) -> None:
+        self._client = client
+        self._instance = instance
+        self._name = (
+            f"{instance.query_id}/{instance.exchange_id} task partition "
+            f"{instance.task_partition_id} attempt {instance.attempt_id}"
+        )
+        self._options = format_options(
+            instance.codec,
+            instance.compression_level,
+            instance.key,
+            block_size=instance.block_size,
+            # Plain blocks (no codec, no key) are only checksummed: no pool needed.
+            workers=0 if instance.codec == "NONE" and instance.key is None else writer_threads,
+            max_pending_blocks=max(2, 2 * writer_threads),
+        )
+        self._block_size = max(1, instance.block_size)
+        self._buffer_limit = max(1, max_buffer_size // 2)
+        self._inflight_limit = max(1, max_buffer_size - self._buffer_limit)
+        self._cond = threading.Condition()
+        self._buffers: dict[int, list[Record]] = {}
+        self._sizes: dict[int, int] = {}
+        self._buffered = 0
+        self._inflight = 0
+        self._queue: deque[tuple[int, list[Record], int]] = deque()
+        self._stopping = False
+        self._state = _OPEN
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        # Owned by the writer thread until it is joined.
+        self._writer: RecordFileWriter | None = None
+        self._stream: OutputStream | None = None
+        self._file_index = 0
+        self._files: list[ManifestFile] = []
+        self._manifest: Manifest | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def instance(self) -> ExchangeSinkInstanceHandle:
+        """The attempt's handle."""
+        return self._instance
+
+    @property
+    def memory_usage(self) -> int:
+        """Bytes held now: buffered records, blocks waiting for the writer, blocks encoding."""
+        with self._cond:
+            held = self._buffered + self._inflight
+        writer = self._writer
+        if writer is not None:
+            held += writer.pending_bytes
+        return held
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """What the attempt committed, once :meth:`finish` returned."""
+        return self._manifest
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether :meth:`finish` committed the attempt."""
+        return self._state == _FINISHED
+
+    def add(self, partition_id: int, data: bytes | bytearray | memoryview) -> None:
+        """Append one record to output partition ``partition_id``.
+
+        Ownership of ``data`` passes to the sink: do not change it afterwards. May block while
+        the writer catches up. Ignored after :meth:`abort`.
+
+        Raises:
+            InvalidArgumentError: bad partition id, not bytes-like, larger than
+                ``exchange.max-page-storage-size``, or the sink already finished.
+            StorageError: writing a previous block failed (abort the sink).
+        """
+        if self._state == _ABORTED:
+            return
+        count = self._instance.output_partition_count
+        if (
+            isinstance(partition_id, bool)
+            or not isinstance(partition_id, int)
+            or not 0 <= partition_id < count
+        ):
+            raise InvalidArgumentError(
+                f"invalid partition_id {partition_id!r} for {self._name}: the exchange has "
+                f"{count} output partitions (0 to {count - 1})"
+            )
+        record, size = _as_record(data, partition_id)
+        limit = self._instance.max_page_storage_size
+        if size > limit:
+            raise InvalidArgumentError(
+                f"record of {size} bytes for partition {partition_id} of {self._name} is larger "
+                f"than exchange.max-page-storage-size ({limit} bytes)"
+            )
+        cost = size + RECORD_OVERHEAD
+        with self._cond:
+            if self._state == _ABORTED:
+                return
+            if self._state != _OPEN:
+                raise InvalidArgumentError(f"add() on sink {self._name} after finish()")
+            if self._error is not None:
+                raise self._error
+            buffer = self._buffers.get(partition_id)
+            if buffer is None:
+                buffer = self._buffers[partition_id] = []
+                self._sizes[partition_id] = 0
+            buffer.append(record)
+            self._sizes[partition_id] += cost
+            self._buffered += cost
+            if self._sizes[partition_id] >= self._block_size:
+                self._flush_locked(partition_id)
+            if self._buffered > self._buffer_limit:
+                self._spill_locked()
+
+    def finish(self) -> None:
+        """Commit the attempt: durable data files, then one exclusive manifest write.
+
+        Idempotent once it succeeded. When it raises, nothing of the attempt stays visible.
+
+        Raises:
+            InvalidArgumentError: the sink was aborted.
+            StorageError: storage failed; the attempt is not committed.
+            CommitConflictError: a manifest for this attempt id already exists.
+        """
+        with self._cond:
+            if self._state == _FINISHED:
+                return
+            if self._state == _ABORTED:
+                raise InvalidArgumentError(f"finish() on sink {self._name} after abort()")
+            if self._state != _OPEN:
+                raise InvalidArgumentError(f"finish() on sink {self._name} that is {self._state}")
+            self._state = _FINISHING
+        try:
+            with self._cond:
+                if self._error is not None:
+                    raise self._error
+                for partition in sorted(self._buffers):
+                    self._flush_locked(partition)
+                self._stopping = True
+                self._cond.notify_all()
+            if self._thread is not None:
+                self._thread.join()
+            with self._cond:
+                if self._error is not None:
+                    raise self._error
+                if self._state == _ABORTED:
+                    raise InvalidArgumentError(f"sink {self._name} was aborted during finish()")
+            if self._writer is not None:
+                self._close_file()
+            inst = self._instance
+            manifest = Manifest(
+                query_id=inst.query_id,
+                exchange_id=inst.exchange_id,
+                task_partition_id=inst.task_partition_id,
+                attempt_id=inst.attempt_id,
+                output_partition_count=inst.output_partition_count,
+                codec=inst.codec,
+                files=tuple(self._files),
+            )
+            write_manifest(
+                self._client,
+                manifest_path(inst.attempt_directory),
+                manifest,
+                inst.key,
+                manifest_context(
+                    inst.query_id, inst.exchange_id, inst.task_partition_id, inst.attempt_id
+                ),
+            )
+        except BaseException as exc:
+            with self._cond:
+                if self._state != _ABORTED:
+                    self._state = _FAILED
+                self._cond.notify_all()
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join()
+            # A conflict means another sink committed this same attempt id: its manifest is
+            # not ours to delete.
+            self._discard(delete=not isinstance(exc, CommitConflictError))
+            raise
+        with self._cond:
+            aborted = self._state == _ABORTED
+            if not aborted:
+                self._state = _FINISHED
+        if aborted:
+            self._discard()
+            raise InvalidArgumentError(f"sink {self._name} was aborted during finish()")
+        self._manifest = manifest
+
+    def abort(self) -> None:
+        """Discard the attempt and delete what it wrote. Idempotent; no-op after finish()."""
+        with self._cond:
+            if self._state in (_ABORTED, _FINISHED):
+                return
+            was_finishing = self._state == _FINISHING
+            self._state = _ABORTED
+            self._buffers.clear()
+            self._sizes.clear()
+            self._queue.clear()
+            self._buffered = 0
+            self._inflight = 0
+            self._cond.notify_all()
+        if was_finishing:
+            return  # finish() sees the abort and cleans up itself
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._discard()
+
+    def __enter__(self) -> ExchangeSink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort()
+
+    def __repr__(self) -> str:
+        return f"ExchangeSink({self._name}, state={self._state})"
+
+    # ------------------------------------------------------------------ buffering
+
+    def _flush_locked(self, partition: int) -> None:
+        """Hand one partition's buffer to the writer as a block (lock held)."""
+        records = self._buffers.pop(partition, None)
+        if records is None:
+            return
+        size = self._sizes.pop(partition)
+        while (
+            self._inflight > 0
+            and self._inflight + size > self._inflight_limit
+            and self._error is None
+            and self._state != _ABORTED
+        ):
+            self._cond.wait()
+        if self._state == _ABORTED:
+            return  # abort() already reset the accounting
+        self._buffered -= size
+        if self._error is not None:
+            raise self._error
+        self._queue.append((partition, records, size))
+        self._inflight += size
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"xs-sink:{self._name}", daemon=True
+            )
+            self._thread.start()
+        self._cond.notify_all()
+
+    def _spill_locked(self) -> None:
+        """Cut the biggest buffers into blocks until half the buffer budget is free."""
+        target = self._buffer_limit // 2
+        for partition in sorted(self._sizes, key=self._sizes.__getitem__, reverse=True):
+            if self._buffered <= target or self._state == _ABORTED:
+                break
+            self._flush_locked(partition)
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping and self._state in _RUNNING:
+                    self._cond.wait()
+                if self._state not in _RUNNING or not self._queue:
+                    return
+                partition, records, size = self._queue.popleft()
+            try:
+                self._write_block(partition, records)
+            except BaseException as exc:
+                with self._cond:
+                    if self._error is None:
+                        self._error = exc
+                    self._queue.clear()
+                    self._inflight = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._inflight = max(0, self._inflight - size)
+                self._cond.notify_all()
+
+    def _write_block(self, partition: int, records: list[Record]) -> None:
+        writer = self._writer
+        if (
+            writer is not None
+            and writer.bytes_written + writer.pending_bytes >= self._instance.sink_max_file_size
+        ):
+            self._close_file()
+            writer = None
+        if writer is None:
+            writer = self._open_file()
+        writer.write_block(partition, records)
+
+    def _open_file(self) -> RecordFileWriter:
+        inst = self._instance
+        path = data_file_path(inst.attempt_directory, self._file_index)
+        context = data_file_context(
+            inst.query_id,
+            inst.exchange_id,
+            inst.task_partition_id,
+            inst.attempt_id,
+            self._file_index,
+        )
+        stream = self._client.create(path)
+        self._stream = stream
+        self._writer = RecordFileWriter(stream, self._options, context)
+        return self._writer
+
+    def _close_file(self) -> None:
+        writer, stream = self._writer, self._stream
+        assert writer is not None and stream is not None
+        summary = writer.finish()
+        stream.close()
+        self._writer = None
+        self._stream = None
+        self._files.append(
+            ManifestFile(data_file_name(self._file_index), self._file_index, summary)
+        )
+        self._file_index += 1
+
+    # ------------------------------------------------------------------ cleanup
+
+    def _discard(self, *, delete: bool = True) -> None:
+        """Drop pending work and delete the attempt's directory (best effort, logged)."""
+        writer, stream = self._writer, self._stream
+        self._writer = None
+        self._stream = None
+        if writer is not None:
+            try:
+                writer.abort()
+            except Exception as exc:  # cleanup continues whatever happens
+                _log.debug("abort of the format writer of %s failed: %s", self._name, exc)
+        if stream is not None:
+            try:
+                stream.abort()
+            except Exception as exc:
+                _log.warning("abort of a data file of %s failed: %s", self._name, exc)
+        if not delete:
+            return
+        try:
+            self._client.delete_recursive(self._instance.attempt_directory)
+        except Exception as exc:
+            _log.warning(
+                "could not delete %s (the exchange's close() removes it): %s",
+                self._instance.attempt_directory,
+                exc,
+            )

@@ -1,0 +1,236 @@
+"""The reader side of an exchange: records of the committed attempts named by source handles.
+
+Each handle is split into read units: one per data file, or, when the exchange preserves
+order, one per (handle, task partition) so that task partition's blocks are read strictly in
+order by one thread. ``exchange.source-concurrent-readers`` threads run the units (each unit
+reads its blocks by ranged reads, neighbouring blocks coalesced by the format layer) and put
+the records into a bounded queue; :meth:`ExchangeSource.read` takes one without waiting.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+
+from exchange_store.errors import InvalidArgumentError
+from exchange_store.exchange.formatting import format_options
+from exchange_store.exchange.handles import ExchangeSourceHandle, SourceFile
+from exchange_store.filesystems.base import FileSystemClient
+from exchange_store.format import FormatOptions, read_partition
+
+__all__ = ["ExchangeSource"]
+
+HandleCheck = Callable[[ExchangeSourceHandle], None]
+
+
+class ExchangeSource:
+    """Reads records of source handles with read-ahead; see the module docstring.
+
+    Thread-safe. Records are ``bytes`` exactly as written.
+
+    Args:
+        client: Filesystem client whose roots include the handles' files.
+        handles: Initial handles.
+        concurrent_readers: Reader threads.
+        max_buffered_bytes: Read-ahead bound (one record is always let through).
+        check: Validates each handle before it is accepted (the manager's compatibility check).
+    """
+
+    def __init__(
+        self,
+        client: FileSystemClient,
+        handles: Iterable[ExchangeSourceHandle] = (),
+        *,
+        concurrent_readers: int = 4,
+        max_buffered_bytes: int = 32 << 20,
+        check: HandleCheck | None = None,
+    ) -> None:
+        self._client = client
+        self._check = check
+        self._limit = max(1, max_buffered_bytes)
+        self._cond = threading.Condition()
+        self._records: deque[bytes] = deque()
+        self._buffered = 0
+        self._pending = 0
+        self._no_more = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._options: dict[tuple[str, int | None, bytes | None], FormatOptions] = {}
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, concurrent_readers), thread_name_prefix="xs-source"
+        )
+        self._records_returned = 0
+        self.add_source_handles(handles)
+
+    # ------------------------------------------------------------------ public API
+
+    def add_source_handles(self, handles: Iterable[ExchangeSourceHandle]) -> None:
+        """Add handles to read.
+
+        Raises:
+            InvalidArgumentError: not a source handle, a handle from another configuration, or
+                the source is closed or was told there are no more handles.
+        """
+        handles = list(handles)
+        for handle in handles:
+            if not isinstance(handle, ExchangeSourceHandle):
+                raise InvalidArgumentError(
+                    f"expected ExchangeSourceHandle, got {type(handle).__name__}"
+                )
+            if self._check is not None:
+                self._check(handle)
+        with self._cond:
+            if self._closed:
+                raise InvalidArgumentError("add_source_handles() on a closed source")
+            if self._no_more and handles:
+                raise InvalidArgumentError(
+                    "add_source_handles() after no_more_source_handles() was called"
+                )
+            units = [unit for handle in handles for unit in self._units(handle)]
+            self._pending += len(units)
+        for options, files in units:
+            self._pool.submit(self._run_unit, options, files)
+
+    def no_more_source_handles(self) -> None:
+        """Declare that no handle will be added; may be called more than once."""
+        with self._cond:
+            self._no_more = True
+            self._cond.notify_all()
+
+    def read(self) -> bytes | None:
+        """One record, or None when none is ready now (never waits for storage).
+
+        Raises:
+            IntegrityError: stored data failed a check.
+            StorageError: reading failed after retries.
+        """
+        with self._cond:
+            return self._take_locked()
+
+    @property
+    def is_finished(self) -> bool:
+        """True once every record was returned after ``no_more_source_handles()``, or closed."""
+        with self._cond:
+            if self._closed:
+                return True
+            return self._no_more and self._pending == 0 and not self._records
+
+    @property
+    def memory_usage(self) -> int:
+        """Bytes of records read ahead and not yet returned."""
+        with self._cond:
+            return self._buffered
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        with self._cond:
+            while True:
+                record = self._take_locked()
+                if record is not None:
+                    return record
+                if self._closed or (self._no_more and self._pending == 0 and not self._records):
+                    raise StopIteration
+                self._cond.wait(timeout=1.0)
+
+    def close(self) -> None:
+        """Stop reading and release the threads. Idempotent."""
+        with self._cond:
+            self._closed = True
+            self._records.clear()
+            self._buffered = 0
+            self._cond.notify_all()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ExchangeSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _take_locked(self) -> bytes | None:
+        if self._error is not None:
+            raise self._error
+        if not self._records:
+            return None
+        record = self._records.popleft()
+        self._buffered -= len(record)
+        self._records_returned += 1
+        self._cond.notify_all()
+        return record
+
+    def _options_for(self, handle: ExchangeSourceHandle) -> FormatOptions:
+        key = (handle.codec, handle.compression_level, handle.key)
+        options = self._options.get(key)
+        if options is None:
+            # Decode in the reader threads themselves (they already run in parallel).
+            options = self._options[key] = format_options(
+                handle.codec, handle.compression_level, handle.key, workers=0
+            )
+        return options
+
+    def _units(
+        self, handle: ExchangeSourceHandle
+    ) -> list[tuple[FormatOptions, tuple[SourceFile, ...]]]:
+        options = self._options_for(handle)
+        files = [f for f in handle.files if f.blocks]
+        if handle.preserve_order:
+            return [
+                (options, tuple(group))
+                for _, group in itertools.groupby(files, key=lambda f: f.task_partition_id)
+            ]
+        return [(options, (f,)) for f in files]
+
+    def _run_unit(self, options: FormatOptions, files: tuple[SourceFile, ...]) -> None:
+        try:
+            for file in files:
+                reader = read_partition(
+                    self._client, file.path, file.file_id, file.blocks, options, file.context
+                )
+                try:
+                    for record in reader:
+                        if not self._put(bytes(record)):
+                            return
+                finally:
+                    close = getattr(reader, "close", None)
+                    if close is not None:
+                        close()
+        except BaseException as exc:
+            with self._cond:
+                if self._error is None and not self._closed:
+                    self._error = exc
+                self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._pending -= 1
+                self._cond.notify_all()
+
+    def _put(self, record: bytes) -> bool:
+        """Queue one record, waiting while the read-ahead is full; False once closed."""
+        size = len(record)
+        with self._cond:
+            while (
+                not self._closed
+                and self._error is None
+                and self._buffered > 0
+                and self._buffered + size > self._limit
+            ):
+                self._cond.wait()
+            if self._closed or self._error is not None:
+                return False
+            self._records.append(record)
+            self._buffered += size
+            self._cond.notify_all()
+            return True
