@@ -34,12 +34,16 @@ from exchange_store.exchange import (
 from exchange_store.format import UnknownFormatVersionError
 from exchange_store.snapshots import (
     PendingSnapshot,
+    RetentionPolicy,
     Snapshot,
     SnapshotExpiredError,
     SnapshotIncompleteError,
     SnapshotNotFoundError,
+    SnapshotStateError,
     SnapshotStore,
+    SnapshotStoreConfig,
     SnapshotTaskHandle,
+    TooManyPendingSnapshotsError,
 )
 
 __version__ = "0.1.0"
@@ -63,14 +67,18 @@ __all__ = [
     "IntegrityError",
     "InvalidArgumentError",
     "PendingSnapshot",
+    "RetentionPolicy",
     "Snapshot",
     "SnapshotExpiredError",
     "SnapshotIncompleteError",
     "SnapshotNotFoundError",
+    "SnapshotStateError",
     "SnapshotStore",
+    "SnapshotStoreConfig",
     "SnapshotTaskHandle",
     "StorageError",
     "StorageFileNotFoundError",
+    "TooManyPendingSnapshotsError",
     "TransientStorageError",
     "UnknownFormatVersionError",
     "UserError",
