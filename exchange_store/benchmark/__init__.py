@@ -1,0 +1,1 @@
+"""The storage benchmark behind ``exchange-store bench``, with its in-run baselines."""
