@@ -158,7 +158,7 @@ class SnapshotView:
                 # Right before expiring: the lease again, then the store's exclusive claim.
                 if self._lease_alive(p.path, now):
                     continue
-                if not self.store._expire(p.path, job, p.snapshot_id, p.savepoint, now):
+                if not self.store.abort(job, p.snapshot_id):
                     continue  # completed (or expired by someone else) meanwhile
             yield GcItem(
                 "pending-snapshot",
