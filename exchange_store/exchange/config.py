@@ -8,13 +8,13 @@ the key and what is allowed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from exchange_store.codecs import get_codec
 from exchange_store.config import Key, Schema
+from exchange_store.config.fields import Locator, base_directories
 from exchange_store.errors import ConfigurationError
 
 __all__ = [
@@ -199,13 +199,6 @@ def is_local_path(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
 
-def _absolute(path: str) -> str:
-    """Resolve a relative local path against the current directory; URIs are kept."""
-    if "://" in path:
-        return path.rstrip("/") if not path.endswith("://") else path
-    return os.path.abspath(path)
-
-
 @dataclass(frozen=True, slots=True)
 class ExchangeManagerConfig:
     """Typed ``exchange-manager.properties``.
@@ -278,23 +271,10 @@ class ExchangeManagerConfig:
         origins = dict(origins or {})
         parsed: dict[str, Any] = EXCHANGE_MANAGER_SCHEMA.parse(values, source, lines, origins)
 
-        def where(key: str) -> str:
-            if key in origins:
-                return origins[key]
-            return f"{source}:{lines[key]}" if key in lines else source
-
-        bases = parsed[BASE_DIRECTORIES]
-        if not bases:
-            raise ConfigurationError(
-                f"{where(BASE_DIRECTORIES)}: {BASE_DIRECTORIES} is empty; "
-                "allowed: a comma-separated list of paths or URIs"
-            )
-        resolved = tuple(_absolute(b) for b in bases)
-        if len(set(resolved)) != len(resolved):
-            raise ConfigurationError(
-                f"{where(BASE_DIRECTORIES)}: {BASE_DIRECTORIES} lists a directory twice: "
-                f"{', '.join(bases)}"
-            )
+        where = Locator(source, lines, origins).where
+        resolved = base_directories(
+            parsed[BASE_DIRECTORIES], BASE_DIRECTORIES, where(BASE_DIRECTORIES)
+        )
 
         codec = parsed[COMPRESSION_CODEC]
         enabled = parsed[COMPRESSION_ENABLED]

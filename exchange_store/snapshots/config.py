@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange_store.config import Key, Schema
+from exchange_store.config.fields import Locator, base_directories
 from exchange_store.errors import ConfigurationError
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.registry import load_filesystem
@@ -131,13 +132,6 @@ SNAPSHOT_STORE_SCHEMA = Schema(
 )
 
 
-def _absolute(path: str) -> str:
-    """Resolve a relative local path against the current directory; URIs are kept."""
-    if "://" in path:
-        return path.rstrip("/") if not path.endswith("://") else path
-    return os.path.abspath(path)
-
-
 @dataclass(frozen=True, slots=True)
 class SnapshotStoreConfig:
     """Typed ``snapshot-store.properties``.
@@ -194,23 +188,10 @@ class SnapshotStoreConfig:
         origins = dict(origins or {})
         parsed: dict[str, Any] = SNAPSHOT_STORE_SCHEMA.parse(values, source, lines, origins)
 
-        def where(key: str) -> str:
-            if key in origins:
-                return origins[key]
-            return f"{source}:{lines[key]}" if key in lines else source
-
-        bases = parsed[BASE_DIRECTORIES]
-        if not bases:
-            raise ConfigurationError(
-                f"{where(BASE_DIRECTORIES)}: {BASE_DIRECTORIES} is empty; "
-                "allowed: a comma-separated list of paths or URIs"
-            )
-        resolved = tuple(_absolute(b) for b in bases)
-        if len(set(resolved)) != len(resolved):
-            raise ConfigurationError(
-                f"{where(BASE_DIRECTORIES)}: {BASE_DIRECTORIES} lists a directory twice: "
-                f"{', '.join(bases)}"
-            )
+        where = Locator(source, lines, origins).where
+        resolved = base_directories(
+            parsed[BASE_DIRECTORIES], BASE_DIRECTORIES, where(BASE_DIRECTORIES)
+        )
         fs_name = parsed[FILESYSTEM_TYPE]
         if fs_name is not None:
             fs_name = fs_name.strip()
