@@ -21,7 +21,11 @@ from collections import deque
 from types import TracebackType
 from typing import Final
 
-from exchange_store.errors import CommitConflictError, InvalidArgumentError
+from exchange_store.errors import (
+    CommitConflictError,
+    CommitStateUnknownError,
+    InvalidArgumentError,
+)
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSinkInstanceHandle
 from exchange_store.exchange.layout import (
@@ -267,8 +271,10 @@ class ExchangeSink:
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join()
             # A conflict means another sink committed this same attempt id: its manifest is
-            # not ours to delete.
-            self._discard(delete=not isinstance(exc, CommitConflictError))
+            # not ours to delete. Otherwise the manifest may have landed before the failure
+            # (a lost response): it goes first, and if it cannot be removed the outcome is
+            # unknown, which the caller must hear about.
+            self._discard(delete=not isinstance(exc, CommitConflictError), strict=True)
             raise
         with self._cond:
             aborted = self._state == _ABORTED
@@ -417,8 +423,14 @@ class ExchangeSink:
 
     # ------------------------------------------------------------------ cleanup
 
-    def _discard(self, *, delete: bool = True) -> None:
-        """Drop pending work and delete the attempt's directory (best effort, logged)."""
+    def _discard(self, *, delete: bool = True, strict: bool = False) -> None:
+        """Drop pending work and delete the attempt's directory (best effort, logged).
+
+        Args:
+            delete: Delete what the attempt wrote.
+            strict: The manifest may exist (a failed ``finish()``): remove it before anything
+                else, and raise :class:`CommitStateUnknownError` if that fails.
+        """
         writer, stream = self._writer, self._stream
         self._writer = None
         self._stream = None
@@ -434,6 +446,15 @@ class ExchangeSink:
                 _log.warning("abort of a data file of %s failed: %s", self._name, exc)
         if not delete:
             return
+        if strict:
+            path = manifest_path(self._instance.attempt_directory)
+            try:
+                self._client.delete(path)
+            except Exception as exc:
+                raise CommitStateUnknownError(
+                    f"sink {self._name}: commit failed and its manifest {path} could not be "
+                    f"removed, so the attempt may be committed: {exc}"
+                ) from exc
         try:
             self._client.delete_recursive(self._instance.attempt_directory)
         except Exception as exc:
