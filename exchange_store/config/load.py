@@ -71,16 +71,30 @@ class EtcConfig:
     scheduler: PropertiesFile | None = None
     filesystems: dict[str, PropertiesFile] = field(default_factory=dict)
 
-    def filesystem(self, name: str, *, wanted_by: PropertiesFile | None = None) -> PropertiesFile:
+    def filesystem(
+        self, name: str, *, wanted_by: PropertiesFile | None = None, key: str | None = None
+    ) -> PropertiesFile:
         """The client file ``filesystem/NAME.properties``.
 
+        Args:
+            name: The client's NAME.
+            wanted_by: The file that names the client, for the error message.
+            key: The key in ``wanted_by`` that names it, for the error message.
+
         Raises:
-            ConfigurationError: no such file; names the file that asked for it and those present.
+            ConfigurationError: no such file; names it, the key that asked for it and the
+                clients present.
         """
         if name in self.filesystems:
             return self.filesystems[name]
         path = self.root / FILESYSTEM_DIR / f"{name}.properties"
-        asked = f" (named by {wanted_by.path})" if wanted_by is not None else ""
+        asked = ""
+        if wanted_by is not None:
+            asked = (
+                f" ({key}={name} at {wanted_by.where(key)})"
+                if key is not None
+                else f" (named by {wanted_by.path})"
+            )
         have = ", ".join(sorted(self.filesystems)) or "none"
         raise ConfigurationError(
             f"{path}: filesystem client file not found{asked}; clients present: {have}"

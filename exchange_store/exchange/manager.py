@@ -101,7 +101,9 @@ class ExchangeManager:
         filesystems: dict[str, Mapping[str, str]] = {}
         sources: dict[str, str] = {}
         if config.filesystem_name in etc.filesystems or config.filesystem_name_explicit:
-            fs = etc.filesystem(config.filesystem_name, wanted_by=pf)
+            fs = etc.filesystem(
+                config.filesystem_name, wanted_by=pf, key="exchange-filesystem-type"
+            )
             filesystems[config.filesystem_name] = fs.values
             sources[config.filesystem_name] = fs.path
         return cls(config, _load_client(config, filesystems, sources))

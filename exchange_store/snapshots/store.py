@@ -190,7 +190,9 @@ class SnapshotStore:
         fs: dict[str, Mapping[str, str]] = {}
         sources: dict[str, str] = {}
         if config.filesystem_name is not None:
-            fpf = etc.filesystem(config.filesystem_name, wanted_by=pf)
+            fpf = etc.filesystem(
+                config.filesystem_name, wanted_by=pf, key="snapshot-filesystem-type"
+            )
             fs[config.filesystem_name] = fpf.values
             sources[config.filesystem_name] = fpf.path
         client = build_client(config, fs, sources)

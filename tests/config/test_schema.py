@@ -129,10 +129,11 @@ def test_missing_client_file_names_it_and_who_asked(tmp_path) -> None:
     (tmp_path / "exchange-manager.properties").write_text("exchange-filesystem-type=s3\n")
     etc = load_etc(tmp_path, environ={})
     with pytest.raises(ConfigurationError) as info:
-        etc.filesystem("s3", wanted_by=etc.exchange_manager)
+        etc.filesystem("s3", wanted_by=etc.exchange_manager, key="exchange-filesystem-type")
     message = str(info.value)
     assert "filesystem/s3.properties: filesystem client file not found" in message
-    assert "exchange-manager.properties" in message
+    assert "exchange-filesystem-type=s3 at" in message
+    assert "exchange-manager.properties:1" in message
 
 
 def test_environment_overrides_file(tmp_path) -> None:
