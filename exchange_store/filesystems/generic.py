@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from exchange_store.errors import BackendNotInstalledError, ConfigurationError, InvalidArgumentError
+from exchange_store.filesystems._partial import PARTIAL_SUFFIX, MoveOnCloseStream
 from exchange_store.filesystems._schemas import FSSPEC_OPTION_PREFIX, FSSPEC_SCHEMA
 from exchange_store.filesystems.base import FileInfo, FileSystemClient, OutputStream
 
 __all__ = ["FsspecFileSystemClient", "MemoryFsspecFileSystemClient", "fsspec_options"]
-
-_PARTIAL_SUFFIX = ".partial"
 
 
 def fsspec_options(values: Mapping[str, Any]) -> dict[str, str]:
@@ -39,45 +37,6 @@ def fsspec_options(values: Mapping[str, Any]) -> dict[str, str]:
         for key, value in values.items()
         if key.startswith(FSSPEC_OPTION_PREFIX) and len(key) > len(FSSPEC_OPTION_PREFIX)
     }
-
-
-class _FsspecOutputStream:
-    """Writes a ``.partial`` file and moves it into place on close."""
-
-    def __init__(self, fs: Any, native: str) -> None:
-        self._fs = fs
-        self._native = native
-        self._tmp = f"{native}.{uuid.uuid4().hex}{_PARTIAL_SUFFIX}"
-        self._file: Any = fs.open(self._tmp, "wb")
-        self._done = False
-
-    def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        if self._done:
-            raise ValueError(f"write to a closed stream for {self._native}")
-        self._file.write(data)
-        return len(data)
-
-    def close(self) -> None:
-        if self._done:
-            return
-        try:
-            self._file.close()
-            self._fs.mv(self._tmp, self._native)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-
-    def abort(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            with contextlib.suppress(Exception):
-                self._file.close()
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                self._fs.rm_file(self._tmp)
 
 
 class FsspecFileSystemClient(FileSystemClient):
@@ -168,7 +127,9 @@ class FsspecFileSystemClient(FileSystemClient):
     # ------------------------------------------------------------------ primitives
 
     def _open_write(self, native: str) -> OutputStream:
-        return _FsspecOutputStream(self.fs, native)
+        return MoveOnCloseStream(
+            native, lambda t: self.fs.open(t, "wb"), self.fs.mv, self.fs.rm_file
+        )
 
     def _write_exclusive(self, native: str, data: bytes) -> None:
         if self.fs.exists(native):
@@ -210,7 +171,7 @@ class FsspecFileSystemClient(FileSystemClient):
         out = []
         for info in entries:
             name = str(info["name"]).rstrip("/")
-            if name == native.rstrip("/") or name.endswith(_PARTIAL_SUFFIX):
+            if name == native.rstrip("/") or name.endswith(PARTIAL_SUFFIX):
                 continue  # the path itself (ls of a file) or an unfinished write
             out.append(self._entry(info))
         return out

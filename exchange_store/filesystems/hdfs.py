@@ -29,19 +29,17 @@ import os
 import subprocess
 import tempfile
 import threading
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from exchange_store.errors import ConfigurationError, InvalidArgumentError
+from exchange_store.filesystems._partial import PARTIAL_SUFFIX, MoveOnCloseStream, partial_name
 from exchange_store.filesystems._schemas import HDFS_SCHEMA
 from exchange_store.filesystems.base import FileInfo, FileSystemClient, OutputStream
 
 __all__ = ["HdfsFileSystemClient", "hdfs_connect_kwargs", "parse_hadoop_xml"]
-
-_PARTIAL_SUFFIX = ".partial"
 
 
 def _pafs() -> Any:
@@ -163,43 +161,6 @@ def _kinit(kerberos: Mapping[str, Any]) -> str:
     return cache
 
 
-class _HdfsOutputStream:
-    def __init__(self, fs: Any, native: str) -> None:
-        self._fs = fs
-        self._native = native
-        self._tmp = f"{native}.{uuid.uuid4().hex}{_PARTIAL_SUFFIX}"
-        self._stream: Any = fs.open_output_stream(self._tmp)
-        self._done = False
-
-    def write(self, data: bytes | bytearray | memoryview, /) -> int:
-        if self._done:
-            raise ValueError(f"write to a closed stream for {self._native}")
-        self._stream.write(data)
-        return len(data)
-
-    def close(self) -> None:
-        if self._done:
-            return
-        try:
-            self._stream.close()
-            self._fs.move(self._tmp, self._native)
-        except BaseException:
-            self.abort()
-            raise
-        self._done = True
-
-    def abort(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            with contextlib.suppress(Exception):
-                self._stream.close()
-        finally:
-            with contextlib.suppress(FileNotFoundError, OSError):
-                self._fs.delete_file(self._tmp)
-
-
 class HdfsFileSystemClient(FileSystemClient):
     """A client over HDFS through pyarrow (see the module docstring for atomicity)."""
 
@@ -268,11 +229,13 @@ class HdfsFileSystemClient(FileSystemClient):
 
     def _open_write(self, native: str) -> OutputStream:
         self.fs.create_dir(native.rsplit("/", 1)[0] or "/", recursive=True)
-        return _HdfsOutputStream(self.fs, native)
+        return MoveOnCloseStream(
+            native, lambda t: self.fs.open_output_stream(t), self.fs.move, self.fs.delete_file
+        )
 
     def _write_temp(self, native: str, data: bytes) -> str:
         self.fs.create_dir(native.rsplit("/", 1)[0] or "/", recursive=True)
-        tmp = f"{native}.{uuid.uuid4().hex}{_PARTIAL_SUFFIX}"
+        tmp = partial_name(native)
         with self.fs.open_output_stream(tmp) as out:
             out.write(data)
         return tmp
@@ -330,7 +293,7 @@ class HdfsFileSystemClient(FileSystemClient):
         if info.type != file_type.Directory:
             return []
         entries = self.fs.get_file_info(pafs.FileSelector(native, allow_not_found=True))
-        return [self._entry(e, file_type) for e in entries if not e.path.endswith(_PARTIAL_SUFFIX)]
+        return [self._entry(e, file_type) for e in entries if not e.path.endswith(PARTIAL_SUFFIX)]
 
     def _delete(self, native: str) -> None:
         info, file_type = self._file_type(native)
