@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from exchange_store.scheduler.model import (
@@ -53,6 +54,19 @@ def _cache_key(storage: StorageSpec) -> bytes:
     return pickle.dumps(storage)
 
 
+def _cached(cache: dict[bytes, Any], storage: StorageSpec, build: Callable[[], Any]) -> Any:
+    """One object per storage description and process, built on first use."""
+    key = _cache_key(storage)
+    with _lock:
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
+
+
+def _filesystems(spec: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]]:
+    return {name: dict(props) for name, props in (spec or {}).items()}
+
+
 def open_exchange_manager(storage: StorageSpec) -> ExchangeManager | None:
     """The exchange manager ``storage`` describes (one per process), or None.
 
@@ -61,24 +75,19 @@ def open_exchange_manager(storage: StorageSpec) -> ExchangeManager | None:
     """
     if not storage.has_exchange_manager:
         return None
-    key = _cache_key(storage)
-    with _lock:
-        manager = _managers.get(key)
-        if manager is None:
-            from exchange_store.exchange.manager import ExchangeManager
+    from exchange_store.exchange.manager import ExchangeManager
 
-            if storage.exchange_properties is not None:
-                manager = ExchangeManager.from_properties(
-                    dict(storage.exchange_properties),
-                    filesystems={
-                        k: dict(v) for k, v in (storage.exchange_filesystems or {}).items()
-                    },
-                )
-            else:
-                assert storage.etc_dir is not None
-                manager = ExchangeManager.from_etc(storage.etc_dir)
-            _managers[key] = manager
-        return manager
+    def build() -> ExchangeManager:
+        if storage.exchange_properties is not None:
+            return ExchangeManager.from_properties(
+                dict(storage.exchange_properties),
+                filesystems=_filesystems(storage.exchange_filesystems),
+            )
+        assert storage.etc_dir is not None
+        return ExchangeManager.from_etc(storage.etc_dir)
+
+    manager: ExchangeManager = _cached(_managers, storage, build)
+    return manager
 
 
 def open_snapshot_store(storage: StorageSpec) -> Any | None:
@@ -89,25 +98,19 @@ def open_snapshot_store(storage: StorageSpec) -> Any | None:
     """
     if not storage.has_snapshot_store:
         return None
-    key = _cache_key(storage)
-    with _lock:
-        store = _stores.get(key)
-        if store is None:
-            from exchange_store.snapshots import SnapshotStore
+    from exchange_store.snapshots import SnapshotStore
 
-            if storage.snapshot_properties is not None:
-                store = SnapshotStore.from_properties(
-                    dict(storage.snapshot_properties),
-                    filesystems={
-                        k: dict(v) for k, v in (storage.snapshot_filesystems or {}).items()
-                    },
-                    key=storage.snapshot_key,
-                )
-            else:
-                assert storage.etc_dir is not None
-                store = SnapshotStore.from_etc(storage.etc_dir)
-            _stores[key] = store
-        return store
+    def build() -> SnapshotStore:
+        if storage.snapshot_properties is not None:
+            return SnapshotStore.from_properties(
+                dict(storage.snapshot_properties),
+                filesystems=_filesystems(storage.snapshot_filesystems),
+                key=storage.snapshot_key,
+            )
+        assert storage.etc_dir is not None
+        return SnapshotStore.from_etc(storage.etc_dir)
+
+    return _cached(_stores, storage, build)
 
 
 class SnapshotTaskState:
