@@ -26,6 +26,7 @@ from exchange_store.errors import (
     CommitStateUnknownError,
     InvalidArgumentError,
 )
+from exchange_store.exchange._malloc import raise_malloc_thresholds
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSinkInstanceHandle
 from exchange_store.exchange.layout import (
@@ -97,6 +98,7 @@ class ExchangeSink:
         max_buffer_size: int = 64 << 20,
         writer_threads: int = 2,
     ) -> None:
+        raise_malloc_thresholds()
         self._client = client
         self._instance = instance
         self._name = (
@@ -351,8 +353,14 @@ class ExchangeSink:
         self._cond.notify_all()
 
     def _spill_locked(self) -> None:
-        """Cut the biggest buffers into blocks until half the buffer budget is free."""
-        target = self._buffer_limit // 2
+        """Cut the biggest buffers into blocks until a quarter of the buffer budget is free.
+
+        Freeing only a quarter (not half) lets buffers grow closer to ``2 * limit / partitions``
+        before they are cut, so blocks are bigger (64 partitions, 64 MB budget: 639 KiB on
+        average instead of about 510 KiB), hence fewer, larger reads; the sort per spill is
+        O(P log P), paid once per quarter of the budget.
+        """
+        target = self._buffer_limit - self._buffer_limit // 4
         for partition in sorted(self._sizes, key=self._sizes.__getitem__, reverse=True):
             if self._buffered <= target or self._state == _ABORTED:
                 break

@@ -5,6 +5,11 @@ order, one per (handle, task partition) so that task partition's blocks are read
 order by one thread. ``exchange.source-concurrent-readers`` threads run the units (each unit
 reads its blocks by ranged reads, neighbouring blocks coalesced by the format layer) and put
 the records into a bounded queue; :meth:`ExchangeSource.read` takes one without waiting.
+
+Records move between threads one block at a time: a reader thread queues the whole list of a
+block's records under one lock acquisition, and a consumer moves a whole list into its ready
+deque the same way, so the per-record cost of ``read()`` and iteration is one
+``deque.popleft`` (atomic in CPython) and no lock.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 from exchange_store.errors import InvalidArgumentError
+from exchange_store.exchange._malloc import raise_malloc_thresholds
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSourceHandle, SourceFile
 from exchange_store.filesystems.base import FileSystemClient
-from exchange_store.format import FormatOptions, read_partition
+from exchange_store.format import FormatOptions, read_partition_blocks
 
 __all__ = ["ExchangeSource"]
 
@@ -36,7 +42,7 @@ class ExchangeSource:
         client: Filesystem client whose roots include the handles' files.
         handles: Initial handles.
         concurrent_readers: Reader threads.
-        max_buffered_bytes: Read-ahead bound (one record is always let through).
+        max_buffered_bytes: Read-ahead bound (one block is always let through).
         check: Validates each handle before it is accepted (the manager's compatibility check).
     """
 
@@ -49,12 +55,17 @@ class ExchangeSource:
         max_buffered_bytes: int = 32 << 20,
         check: HandleCheck | None = None,
     ) -> None:
+        raise_malloc_thresholds()
         self._client = client
         self._check = check
         self._limit = max(1, max_buffered_bytes)
         self._cond = threading.Condition()
-        self._records: deque[bytes] = deque()
+        # Blocks queued by the reader threads (records, bytes), guarded by _cond.
+        self._batches: deque[tuple[list[bytes], int]] = deque()
         self._buffered = 0
+        # Records handed to consumers: popped without the lock (deque.popleft is atomic).
+        self._ready: deque[bytes] = deque()
+        self._ready_bytes = 0
         self._pending = 0
         self._no_more = False
         self._closed = False
@@ -63,7 +74,6 @@ class ExchangeSource:
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, concurrent_readers), thread_name_prefix="xs-source"
         )
-        self._records_returned = 0
         self.add_source_handles(handles)
 
     # ------------------------------------------------------------------ public API
@@ -108,6 +118,10 @@ class ExchangeSource:
             IntegrityError: stored data failed a check.
             StorageError: reading failed after retries.
         """
+        try:
+            return self._ready.popleft()
+        except IndexError:
+            pass
         with self._cond:
             return self._take_locked()
 
@@ -117,24 +131,28 @@ class ExchangeSource:
         with self._cond:
             if self._closed:
                 return True
-            return self._no_more and self._pending == 0 and not self._records
+            return self._drained_locked()
 
     @property
     def memory_usage(self) -> int:
-        """Bytes of records read ahead and not yet returned."""
+        """Bytes of records read ahead and not yet returned (queued blocks, ready block)."""
         with self._cond:
-            return self._buffered
+            return self._buffered + (self._ready_bytes if self._ready else 0)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
+        try:
+            return self._ready.popleft()
+        except IndexError:
+            pass
         with self._cond:
             while True:
                 record = self._take_locked()
                 if record is not None:
                     return record
-                if self._closed or (self._no_more and self._pending == 0 and not self._records):
+                if self._closed or self._drained_locked():
                     raise StopIteration
                 self._cond.wait(timeout=1.0)
 
@@ -142,8 +160,10 @@ class ExchangeSource:
         """Stop reading and release the threads. Idempotent."""
         with self._cond:
             self._closed = True
-            self._records.clear()
+            self._batches.clear()
+            self._ready.clear()
             self._buffered = 0
+            self._ready_bytes = 0
             self._cond.notify_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -160,16 +180,26 @@ class ExchangeSource:
 
     # ------------------------------------------------------------------ internals
 
+    def _drained_locked(self) -> bool:
+        return self._no_more and self._pending == 0 and not self._batches and not self._ready
+
     def _take_locked(self) -> bytes | None:
-        if self._error is not None:
-            raise self._error
-        if not self._records:
-            return None
-        record = self._records.popleft()
-        self._buffered -= len(record)
-        self._records_returned += 1
-        self._cond.notify_all()
-        return record
+        """One record: from the ready deque, else the next queued block moves there first."""
+        ready = self._ready
+        while True:
+            try:
+                return ready.popleft()
+            except IndexError:
+                pass
+            if self._error is not None:
+                raise self._error
+            if not self._batches:
+                return None
+            records, size = self._batches.popleft()
+            self._buffered -= size
+            self._ready_bytes = size
+            ready.extend(records)
+            self._cond.notify_all()
 
     def _options_for(self, handle: ExchangeSourceHandle) -> FormatOptions:
         key = (handle.codec, handle.compression_level, handle.key)
@@ -196,17 +226,17 @@ class ExchangeSource:
     def _run_unit(self, options: FormatOptions, files: tuple[SourceFile, ...]) -> None:
         try:
             for file in files:
-                reader = read_partition(
+                if self._closed or self._error is not None:
+                    return
+                blocks = read_partition_blocks(
                     self._client, file.path, file.file_id, file.blocks, options, file.context
                 )
                 try:
-                    for record in reader:
-                        if not self._put(bytes(record)):
+                    for records in blocks:
+                        if records and not self._put(records):
                             return
                 finally:
-                    close = getattr(reader, "close", None)
-                    if close is not None:
-                        close()
+                    blocks.close()
         except BaseException as exc:
             with self._cond:
                 if self._error is None and not self._closed:
@@ -217,9 +247,9 @@ class ExchangeSource:
                 self._pending -= 1
                 self._cond.notify_all()
 
-    def _put(self, record: bytes) -> bool:
-        """Queue one record, waiting while the read-ahead is full; False once closed."""
-        size = len(record)
+    def _put(self, records: list[bytes]) -> bool:
+        """Queue one block's records, waiting while the read-ahead is full; False once closed."""
+        size = sum(map(len, records))
         with self._cond:
             while (
                 not self._closed
@@ -230,7 +260,7 @@ class ExchangeSource:
                 self._cond.wait()
             if self._closed or self._error is not None:
                 return False
-            self._records.append(record)
+            self._batches.append((records, size))
             self._buffered += size
             self._cond.notify_all()
             return True

@@ -14,6 +14,7 @@ from exchange_store.format.reader import (
     decode_block,
     read_file,
     read_partition,
+    read_partition_blocks,
     read_stream,
     read_summary,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "decode_block",
     "read_file",
     "read_partition",
+    "read_partition_blocks",
     "read_stream",
     "read_summary",
     "seal",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +44,7 @@ __all__ = [
     "decode_block",
     "read_file",
     "read_partition",
+    "read_partition_blocks",
     "read_stream",
     "read_summary",
 ]
@@ -189,6 +190,39 @@ def _read_blocks(
         for future in pending:
             future.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def read_partition_blocks(
+    client: RangeReader,
+    path: str,
+    file_id: bytes,
+    blocks: Sequence[BlockRef],
+    options: FormatOptions,
+    context: bytes,
+    *,
+    max_coalesce: int = DEFAULT_MAX_COALESCE,
+    max_gap: int = 0,
+    readahead: int = 0,
+) -> Generator[list[bytes], None, None]:
+    """As :func:`read_partition`, but one list of records per block (fewer hand-offs).
+
+    Each list holds every record of one block, checked as a whole before it is returned.
+    Arguments are checked at once; reading happens as the iterator is consumed.
+    """
+    keys = FileKeys(check_file_id(file_id), _check_options(options).key, check_context(context))
+    _check_read_args(max_coalesce, max_gap, readahead)
+    refs = tuple(blocks)
+    for ref in refs:
+        if not isinstance(ref, BlockRef):
+            raise InvalidArgumentError(f"blocks must be BlockRef, got {ref!r}")
+
+    def block_records() -> Generator[list[bytes], None, None]:
+        for _, recs in _read_blocks(
+            client, path, refs, keys, options, max_coalesce, max_gap, readahead
+        ):
+            yield recs
+
+    return block_records()
 
 
 def read_partition(
