@@ -8,6 +8,7 @@ before returning a record of a failing block.
 from __future__ import annotations
 
 import hmac
+import itertools
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -259,20 +260,18 @@ def read_partition(
         IntegrityError: a short read or any failing check; no record of that block is returned.
         InvalidArgumentError: bad arguments (raised by this call, not by iteration).
     """
-    keys = FileKeys(check_file_id(file_id), _check_options(options).key, check_context(context))
-    _check_read_args(max_coalesce, max_gap, readahead)
-    refs = tuple(blocks)
-    for ref in refs:
-        if not isinstance(ref, BlockRef):
-            raise InvalidArgumentError(f"blocks must be BlockRef, got {ref!r}")
-
-    def records() -> Iterator[bytes]:
-        for _, recs in _read_blocks(
-            client, path, refs, keys, options, max_coalesce, max_gap, readahead
-        ):
-            yield from recs
-
-    return records()
+    per_block = read_partition_blocks(
+        client,
+        path,
+        file_id,
+        blocks,
+        options,
+        context,
+        max_coalesce=max_coalesce,
+        max_gap=max_gap,
+        readahead=readahead,
+    )
+    return itertools.chain.from_iterable(per_block)
 
 
 @dataclass(frozen=True, slots=True)
