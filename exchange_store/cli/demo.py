@@ -2,8 +2,10 @@
 
 Runs :mod:`exchange_store.scheduler.demo_query` on the configured executor (local processes by
 default) with the configured retry policy (TASK in the shipped etc), kills a worker with
-SIGKILL mid-task, makes a task fail with a transient storage error and makes one task slow so a
-speculative copy wins. Then it prints what ran, checks the answer against a single-process
+SIGKILL mid-task, makes a task fail with a transient storage error, makes one task slow so a
+speculative copy wins, and (with a failure rate above 0) wraps the exchange's filesystem client
+in the fault client so real storage calls meet 503 SlowDown and 500 replies that the client's
+retries absorb. Then it prints what ran, checks the answer against a single-process
 pyarrow computation and checks that no byte of the query is left in storage. The exit code is
 0 only when the answer is right and storage is clean.
 """
@@ -11,6 +13,7 @@ pyarrow computation and checks that no byte of the query is left in storage. The
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from rich.table import Table
 from exchange_store.config import format_data_size, parse_data_size
 from exchange_store.errors import ConfigurationError, ExchangeStoreError
 from exchange_store.scheduler.config import EXECUTOR_TYPES, RETRY_POLICIES, SchedulerConfig
+from exchange_store.scheduler.demo_faults import count_injected, with_storage_faults
 from exchange_store.scheduler.demo_query import (
     DemoSpec,
     build_demo_query,
@@ -38,6 +42,7 @@ from exchange_store.scheduler.worker import open_exchange_manager, open_snapshot
 __all__ = ["leftover_files", "register", "run"]
 
 _ROW_BYTES = 40  # five int64 columns
+_FAULT_NAMES = {"throttle": "503 SlowDown", "server-error": "500 InternalError"}
 
 
 def register(subparsers: Any) -> None:
@@ -187,7 +192,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.failure_rate <= 1:
         raise ConfigurationError(f"--failure-rate {args.failure_rate}: allowed: 0 to 1")
     spec = DemoSpec(rows=rows, splits=args.splits, partitions=args.partitions, seed=args.seed)
-    storage = StorageSpec.from_etc(args.etc)
+    fault_log = os.path.abspath(f"var/demo-storage-faults-{os.getpid()}.log")
+    if args.failure_rate > 0:
+        os.makedirs(os.path.dirname(fault_log), exist_ok=True)
+        storage = with_storage_faults(args.etc, fault_log)
+    else:
+        storage = StorageSpec.from_etc(args.etc)
     open_exchange_manager(storage)  # configuration errors before anything runs
     open_snapshot_store(storage)
     plan = make_failure_plan(
@@ -257,6 +267,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold red]query failed[/]: {exc}")
         leftovers = leftover_files(storage, query_id)
         console.print(f"files left in storage: {len(leftovers)}")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(fault_log)
         return 1
     _summary(console, result, stats)
 
@@ -277,6 +289,15 @@ def run(args: argparse.Namespace) -> int:
     except ExchangeStoreError as exc:
         console.print(f"[red]could not check storage[/]: {exc}")
         return 1
+    injected = count_injected(fault_log)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(fault_log)
+    if injected:
+        kinds = ", ".join(f"{_FAULT_NAMES.get(k, k)} x{n}" for k, n in sorted(injected.items()))
+        console.print(
+            f"storage faults injected under the exchange: {sum(injected.values())} ({kinds}), "
+            "absorbed by the filesystem client's retries"
+        )
     if leftovers:
         console.print(f"[bold red]{len(leftovers)} files left in storage[/], e.g. {leftovers[0]}")
     else:
