@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from exchange_store.errors import ConfigurationError
 
-__all__ = ["Locator", "absolute_location", "base_directories"]
+__all__ = ["Locator", "absolute_location", "base_directories", "filesystem_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +47,17 @@ def base_directories(bases: Sequence[str], key: str, where: str) -> tuple[str, .
     if len(set(resolved)) != len(resolved):
         raise ConfigurationError(f"{where}: {key} lists a directory twice: {', '.join(bases)}")
     return resolved
+
+
+def filesystem_name(value: str, key: str, where: str) -> str:
+    """Validate the NAME of an ``etc/filesystem/NAME.properties`` client.
+
+    Raises:
+        ConfigurationError: empty, or a path rather than a name.
+    """
+    name = value.strip()
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigurationError(
+            f"{where}: {key}={name!r}: allowed: the NAME of an etc/filesystem/NAME.properties file"
+        )
+    return name

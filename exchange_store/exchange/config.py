@@ -14,7 +14,7 @@ from typing import Any
 
 from exchange_store.codecs import get_codec
 from exchange_store.config import Key, Schema
-from exchange_store.config.fields import Locator, base_directories
+from exchange_store.config.fields import Locator, base_directories, filesystem_name
 from exchange_store.errors import ConfigurationError
 
 __all__ = [
@@ -299,12 +299,7 @@ class ExchangeManagerConfig:
                 raise ConfigurationError(
                     f"{where(COMPRESSION_LEVEL)}: {COMPRESSION_LEVEL}={level}: {exc}"
                 ) from None
-        fs_name = parsed[FILESYSTEM_TYPE].strip()
-        if not fs_name or "/" in fs_name or fs_name.startswith("."):
-            raise ConfigurationError(
-                f"{where(FILESYSTEM_TYPE)}: {FILESYSTEM_TYPE}={fs_name!r}: allowed: the NAME of "
-                "an etc/filesystem/NAME.properties file"
-            )
+        fs_name = filesystem_name(parsed[FILESYSTEM_TYPE], FILESYSTEM_TYPE, where(FILESYSTEM_TYPE))
         return cls(
             base_directories=resolved,
             filesystem_name=fs_name,

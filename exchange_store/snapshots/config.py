@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange_store.config import Key, Schema
-from exchange_store.config.fields import Locator, base_directories
+from exchange_store.config.fields import Locator, base_directories, filesystem_name
 from exchange_store.errors import ConfigurationError
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.registry import load_filesystem
@@ -194,12 +194,7 @@ class SnapshotStoreConfig:
         )
         fs_name = parsed[FILESYSTEM_TYPE]
         if fs_name is not None:
-            fs_name = fs_name.strip()
-            if not fs_name or "/" in fs_name or fs_name.startswith("."):
-                raise ConfigurationError(
-                    f"{where(FILESYSTEM_TYPE)}: {FILESYSTEM_TYPE}={fs_name!r}: allowed: the NAME "
-                    "of an etc/filesystem/NAME.properties file"
-                )
+            fs_name = filesystem_name(fs_name, FILESYSTEM_TYPE, where(FILESYSTEM_TYPE))
         key_file = parsed[ENCRYPTION_KEY_FILE]
         if key_file is not None:
             key_file = key_file.strip()
