@@ -108,6 +108,12 @@ class FailurePlan:
             return None
         return self.failures.get((ctx.stage_id, ctx.task_id))
 
+    def fire_if_planned(self, ctx: TaskContext) -> None:
+        """Inject the failure planned for this attempt now, if there is one."""
+        kind = self.kind(ctx)
+        if kind is not None:
+            self.fire(ctx, kind)
+
     def fire(self, ctx: TaskContext, kind: str) -> None:
         """Inject ``kind`` now."""
         where = f"task {ctx.stage_id}/{ctx.task_id} attempt {ctx.attempt_id}"
@@ -236,9 +242,7 @@ class FinalAggregateTask:
     def __call__(self, ctx: TaskContext) -> None:
         """Run one final-aggregate attempt."""
         batches = list(read_batches(ctx.sources[0]))
-        kind = self.failures.kind(ctx)
-        if kind is not None:
-            self.failures.fire(ctx, kind)
+        self.failures.fire_if_planned(ctx)
         if not batches:
             return
         merged = _aggregate(pa.Table.from_batches(batches))
@@ -255,9 +259,7 @@ class CollectTask:
     def __call__(self, ctx: TaskContext) -> None:
         """Run the collect attempt."""
         batches = list(read_batches(ctx.sources[0]))
-        kind = self.failures.kind(ctx)
-        if kind is not None:
-            self.failures.fire(ctx, kind)
+        self.failures.fire_if_planned(ctx)
         table = pa.Table.from_batches(batches) if batches else _empty()
         result = _to_result(table.sort_by(KEY))
         for batch in result.to_batches(max_chunksize=_BATCH_ROWS):

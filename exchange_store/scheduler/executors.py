@@ -163,9 +163,8 @@ class _ProcessAttempt(RunningAttempt):
     def pid(self) -> int | None:
         return int(self._process.pid) if self._process.pid is not None else None
 
-    def done(self) -> bool:
-        if self._outcome is not None:
-            return True
+    def _receive(self) -> bool:
+        """Take the worker's outcome if it has been sent; whether one was taken."""
         try:
             if self._conn.poll():
                 self._outcome = self._conn.recv()
@@ -173,15 +172,16 @@ class _ProcessAttempt(RunningAttempt):
                 return True
         except (EOFError, OSError):
             pass
+        return False
+
+    def done(self) -> bool:
+        if self._outcome is not None or self._receive():
+            return True
         if self._process.is_alive():
             return False
-        try:
-            if self._conn.poll():
-                self._outcome = self._conn.recv()
-                self._finish()
-                return True
-        except (EOFError, OSError):
-            pass
+        # The result may have arrived between the poll and the process's exit.
+        if self._receive():
+            return True
         self._process.join()
         why = _describe_exit(self._process.exitcode)
         self._outcome = TaskOutcome(
