@@ -8,7 +8,7 @@ which the base client retries and reports as ``TransientStorageError`` naming th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = [
@@ -94,17 +94,23 @@ def _client_error_response(exc: BaseException) -> Mapping[str, Any] | None:
     return None
 
 
-def s3_error_code(exc: BaseException) -> str | None:
-    """The S3 error code of ``exc`` or of the ``ClientError`` it was raised from."""
+def _chain(exc: BaseException, *, follow_context: bool) -> Iterator[BaseException]:
+    """``exc`` and its causes (and, if asked, implicit contexts), each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        current = current.__cause__ or (current.__context__ if follow_context else None)
+
+
+def s3_error_code(exc: BaseException) -> str | None:
+    """The S3 error code of ``exc`` or of the ``ClientError`` it was raised from."""
+    for current in _chain(exc, follow_context=True):
         response = _client_error_response(current)
         if response is not None:
             code = response.get("Error", {}).get("Code")
             return str(code) if code else None
-        current = current.__cause__ or current.__context__
     return None
 
 
@@ -114,10 +120,7 @@ def classify_s3_error(exc: BaseException) -> BaseException:
     The original S3 error (a ``botocore`` ``ClientError``) may be ``exc`` itself or the cause
     of the builtin s3fs raised. Anything not recognised is returned unchanged.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc, follow_context=False):
         response = _client_error_response(current)
         if response is not None:
             error = response.get("Error", {})
@@ -137,5 +140,4 @@ def classify_s3_error(exc: BaseException) -> BaseException:
             mapped = ConnectionError(f"{type(current).__name__}: {current}")
             mapped.__cause__ = current
             return mapped
-        current = current.__cause__
     return exc
