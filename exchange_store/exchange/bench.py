@@ -22,7 +22,7 @@ import tracemalloc
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from exchange_store.exchange._malloc import raise_malloc_thresholds
+from exchange_store._malloc import raise_malloc_thresholds
 from exchange_store.exchange.handles import ExchangeContext
 from exchange_store.exchange.manager import ExchangeManager
 from exchange_store.format.bench import make_pages

@@ -21,12 +21,12 @@ from collections import deque
 from types import TracebackType
 from typing import Final
 
+from exchange_store._malloc import raise_malloc_thresholds
 from exchange_store.errors import (
     CommitConflictError,
     CommitStateUnknownError,
     InvalidArgumentError,
 )
-from exchange_store.exchange._malloc import raise_malloc_thresholds
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSinkInstanceHandle
 from exchange_store.exchange.layout import (

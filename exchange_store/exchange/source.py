@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
+from exchange_store._malloc import raise_malloc_thresholds
 from exchange_store.errors import InvalidArgumentError
-from exchange_store.exchange._malloc import raise_malloc_thresholds
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSourceHandle, SourceFile
 from exchange_store.filesystems.base import FileSystemClient

@@ -16,22 +16,25 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from exchange_store._malloc import raise_malloc_thresholds
 from exchange_store.codecs.aes import derive_cipher, nonce_for
 from exchange_store.codecs.base import Codec
 from exchange_store.codecs.registry import get_codec
 from exchange_store.format.model import FormatOptions
 from exchange_store.format.reader import read_file
-from exchange_store.format.writer import RecordFileWriter
+from exchange_store.format.writer import RecordFileWriter, WritableStream
 
 __all__ = ["make_pages", "run_format_bench"]
 
 _MB = 1 << 20
+_BARE_AAD = b"bench/stage-0/tp0/a0/f0"
 
 
 def make_pages(size_bytes: int, *, page_size: int = 64 << 10, seed: int = 0) -> list[bytes]:
@@ -92,14 +95,23 @@ def _blocks(pages: Sequence[bytes], block_size: int) -> list[list[bytes]]:
     return out
 
 
-class _NullStream:
+class _CountingStream:
+    """A stream that keeps nothing: the measured writes pay for their output, then free it."""
+
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        self.parts.append(data)
         self.size += len(data)
+        return len(data)
+
+
+class _KeepingStream:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
         return len(data)
 
 
@@ -114,66 +126,69 @@ class _MemoryReader:
         return len(self.data)
 
 
-def _timed(fn: Any, repeat: int = 1) -> tuple[float, float, Any]:
-    """Best wall time of ``repeat`` runs, with the CPU time of that run, and its result."""
-    best: tuple[float, float, Any] | None = None
+@dataclass(frozen=True, slots=True)
+class _Timing:
+    wall: float
+    cpu: float
+
+
+def _timed(fn: Callable[[], object], repeat: int) -> _Timing:
+    """Best wall time of ``repeat`` runs of ``fn``, with the CPU time of that run."""
+    best: _Timing | None = None
     for _ in range(max(1, repeat)):
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        result = fn()
-        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        if best is None or wall < best[0]:
-            best = (wall, cpu, result)
-        del result
+        fn()
+        run = _Timing(time.perf_counter() - wall0, time.process_time() - cpu0)
+        if best is None or run.wall < best.wall:
+            best = run
     assert best is not None
     return best
 
 
-def _bare_write(
-    blocks: list[list[bytes]], codec: Codec, cipher: AESGCM | None, context: bytes
-) -> list[bytes]:
-    out = []
-    for i, block in enumerate(blocks):
-        section = b"".join(block)
-        packed = section if codec.is_identity else codec.compress(section)
-        if cipher is not None:
-            packed = cipher.encrypt(nonce_for(i), packed, context)
-        out.append(packed)
-    return out
+def _bare_encode(block: list[bytes], i: int, codec: Codec, cipher: AESGCM | None) -> bytes:
+    packed = b"".join(block)
+    if not codec.is_identity:
+        packed = codec.compress(packed)
+    if cipher is not None:
+        packed = cipher.encrypt(nonce_for(i), packed, _BARE_AAD)
+    return packed
+
+
+def _bare_write(blocks: list[list[bytes]], codec: Codec, cipher: AESGCM | None) -> int:
+    """Frame (one join, as any writer must), compress and encrypt each block; keep nothing."""
+    return sum(len(_bare_encode(block, i, codec, cipher)) for i, block in enumerate(blocks))
 
 
 def _bare_read(
-    blocks: list[list[bytes]],
-    stored: list[bytes],
-    codec: Codec,
-    cipher: AESGCM | None,
-    context: bytes,
+    stored: list[bytes], raw_sizes: list[int], codec: Codec, cipher: AESGCM | None
 ) -> int:
+    """Copy each stored block (as a read would), decrypt and decompress it."""
     n = 0
-    for i, (block, packed) in enumerate(zip(blocks, stored, strict=True)):
+    for i, (packed, raw_size) in enumerate(zip(stored, raw_sizes, strict=True)):
         body = bytes(memoryview(packed))
         if cipher is not None:
-            body = cipher.decrypt(nonce_for(i), body, context)
+            body = cipher.decrypt(nonce_for(i), body, _BARE_AAD)
         if not codec.is_identity:
-            body = codec.decompress(body, sum(len(r) for r in block))
+            body = codec.decompress(body, raw_size)
         n += len(body)
     return n
 
 
-def _format_write(blocks: list[list[bytes]], options: FormatOptions, context: bytes) -> _NullStream:
-    stream = _NullStream()
+def _format_write(
+    blocks: list[list[bytes]], options: FormatOptions, context: bytes, stream: WritableStream
+) -> None:
     writer = RecordFileWriter(stream, options, context)
     for block in blocks:
         writer.write_block(0, block)
     writer.finish()
-    return stream
 
 
 def _format_read(
-    reader: _MemoryReader, options: FormatOptions, context: bytes, readahead: int
+    reader: _MemoryReader, options: FormatOptions, context: bytes, readahead: int | None
 ) -> int:
     n = 0
     for _, recs in read_file(reader, "bench", options, context, readahead=readahead):
-        n += sum(len(r) for r in recs)
+        n += sum(map(len, recs))
     return n
 
 
@@ -187,7 +202,7 @@ def run_format_bench(
     seed: int = 0,
     pages: Sequence[bytes] | None = None,
     repeat: int = 3,
-    readahead: int = 0,
+    readahead: int | None = None,
 ) -> list[dict[str, Any]]:
     """Measure the format against the bare codec + cipher for each codec x encryption.
 
@@ -200,62 +215,71 @@ def run_format_bench(
         seed: Seed of the generated data.
         pages: Records to use instead of generated ones.
         repeat: Each measurement is the best of this many runs (the machine may be shared).
-        readahead: Groups the format reader reads and decodes ahead on threads.
+        readahead: Groups the format reader reads and decodes ahead on threads (None: as many
+            as ``workers``, the reader's default). The single-threaded read is measured too.
 
     Returns:
         One dict per case with ``codec``, ``encrypted``, ``raw_mb``, ``stored_mb``,
-        ``compression_ratio``, ``write_mb_s``, ``bare_write_mb_s``, ``write_ratio``,
-        ``write_cpu_per_wall``, ``read_mb_s``, ``bare_read_mb_s``, ``read_ratio``,
-        ``read_cpu_per_wall``, ``workers``, ``block_size``, ``cores``.
+        ``compression_ratio``, ``write_mb_s``, ``bare_write_mb_s``, ``write_ratio`` (bare
+        wall time / format wall time), ``write_cpu_ratio`` (bare CPU time / format CPU time:
+        the cost of the format on any number of cores), ``write_cpu_per_wall``,
+        ``read_mb_s``, ``bare_read_mb_s``, ``read_ratio``, ``read_cpu_per_wall``,
+        ``read_1t_mb_s`` and ``read_1t_ratio`` (the reader on the calling thread alone),
+        ``workers``, ``readahead``, ``block_size``, ``cores``.
     """
+    raise_malloc_thresholds()  # as the exchange does: both sides then reuse freed memory
     data = list(pages) if pages is not None else make_pages(size_mb * _MB, seed=seed)
     raw = sum(len(p) for p in data)
     blocks = _blocks(data, block_size)
+    raw_sizes = [sum(map(len, block)) for block in blocks]
     context = b"bench/stage-0/tp0/a0/f0"
+    mb = raw / _MB
     results: list[dict[str, Any]] = []
     for name in codecs:
         codec = get_codec(name)
         for encrypted in encryption:
             key = os.urandom(32) if encrypted else None
             cipher = derive_cipher(key, os.urandom(16), b"bench") if key is not None else None
-            bw_wall, _, stored = _timed(
-                partial(_bare_write, blocks, codec, cipher, context), repeat
-            )
-            br_wall, _, _ = _timed(
-                partial(_bare_read, blocks, stored, codec, cipher, context), repeat
-            )
             options = FormatOptions(codec=codec, block_size=block_size, key=key, workers=workers)
-            fw_wall, fw_cpu, stream = _timed(
-                partial(_format_write, blocks, options, context), repeat
+            bare_w = _timed(partial(_bare_write, blocks, codec, cipher), repeat)
+            fmt_w = _timed(
+                partial(_format_write, blocks, options, context, _CountingStream()), repeat
             )
-            file_bytes = b"".join(stream.parts)
-            reader = _MemoryReader(file_bytes)
-            fr_wall, fr_cpu, got = _timed(
-                partial(_format_read, reader, options, context, readahead), repeat
-            )
+            stored = [_bare_encode(block, i, codec, cipher) for i, block in enumerate(blocks)]
+            bare_r = _timed(partial(_bare_read, stored, raw_sizes, codec, cipher), repeat)
+            del stored
+            keeping = _KeepingStream()
+            _format_write(blocks, options, context, keeping)
+            reader = _MemoryReader(b"".join(keeping.parts))
+            del keeping
+            got = _format_read(reader, options, context, readahead)
             if got != raw:
                 raise AssertionError(f"format bench read {got} bytes, wrote {raw}")
-            mb = raw / _MB
+            fmt_r = _timed(partial(_format_read, reader, options, context, readahead), repeat)
+            one_r = _timed(partial(_format_read, reader, options, context, 0), repeat)
             results.append(
                 {
                     "codec": name,
                     "encrypted": encrypted,
                     "raw_mb": round(mb, 1),
-                    "stored_mb": round(len(file_bytes) / _MB, 1),
-                    "compression_ratio": round(raw / len(file_bytes), 2),
-                    "write_mb_s": round(mb / fw_wall, 1),
-                    "bare_write_mb_s": round(mb / bw_wall, 1),
-                    "write_ratio": round(bw_wall / fw_wall, 2),
-                    "write_cpu_per_wall": round(fw_cpu / fw_wall, 2),
-                    "read_mb_s": round(mb / fr_wall, 1),
-                    "bare_read_mb_s": round(mb / br_wall, 1),
-                    "read_ratio": round(br_wall / fr_wall, 2),
-                    "read_cpu_per_wall": round(fr_cpu / fr_wall, 2),
+                    "stored_mb": round(len(reader.data) / _MB, 1),
+                    "compression_ratio": round(raw / len(reader.data), 2),
+                    "write_mb_s": round(mb / fmt_w.wall, 1),
+                    "bare_write_mb_s": round(mb / bare_w.wall, 1),
+                    "write_ratio": round(bare_w.wall / fmt_w.wall, 2),
+                    "write_cpu_ratio": round(bare_w.cpu / fmt_w.cpu, 2),
+                    "write_cpu_per_wall": round(fmt_w.cpu / fmt_w.wall, 2),
+                    "read_mb_s": round(mb / fmt_r.wall, 1),
+                    "bare_read_mb_s": round(mb / bare_r.wall, 1),
+                    "read_ratio": round(bare_r.wall / fmt_r.wall, 2),
+                    "read_cpu_per_wall": round(fmt_r.cpu / fmt_r.wall, 2),
+                    "read_1t_mb_s": round(mb / one_r.wall, 1),
+                    "read_1t_ratio": round(bare_r.wall / one_r.wall, 2),
                     "workers": workers,
-                    "readahead": readahead,
+                    "readahead": workers if readahead is None else readahead,
                     "block_size": block_size,
                     "cores": os.cpu_count(),
                 }
             )
-            del stored, file_bytes, stream, reader
+            del reader
     return results

@@ -47,7 +47,8 @@ class FormatOptions:
         key: 32-byte AES-256 key, or None for no encryption. Readers given a key refuse
             unencrypted files (no downgrade); readers without one refuse encrypted files.
             Never written anywhere and not shown by ``repr``.
-        workers: Threads that compress and encrypt blocks; 0 encodes in the calling thread.
+        workers: Threads that encode blocks (writers) and decode them ahead (readers) when
+            blocks are compressed; 0 does all work in the calling thread. See :attr:`threads`.
         max_pending_blocks: Blocks handed to the pool and not yet written (back-pressure: the
             writer waits for the oldest one beyond this).
     """
@@ -67,6 +68,16 @@ class FormatOptions:
         _check_int(self.workers, "workers", 0, 64)
         _check_int(self.max_pending_blocks, "max_pending_blocks", 1, 4096)
         object.__setattr__(self, "key", check_key(self.key, "encryption key"))
+
+    @property
+    def threads(self) -> int:
+        """Threads worth using: ``workers`` when the codec compresses, else 0.
+
+        lz4, zstandard and crc32c release the GIL, so compressing blocks on threads uses more
+        cores. Without compression there is nothing to gain: AES-GCM in ``cryptography`` holds
+        the GIL, and a CRC alone costs less than handing a block to a thread.
+        """
+        return 0 if self.codec.is_identity else self.workers
 
     @property
     def encrypted(self) -> bool:

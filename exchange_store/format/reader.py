@@ -95,35 +95,41 @@ def decode_block(
     return decode_block_view(view, ref, keys, options.codec, where)
 
 
-def _check_read_args(max_coalesce: int, max_gap: int, readahead: int) -> None:
+def _check_read_args(max_coalesce: int, max_gap: int, readahead: int | None) -> None:
     for name, value, low in (
         ("max_coalesce", max_coalesce, 1),
         ("max_gap", max_gap, 0),
-        ("readahead", readahead, 0),
+        ("readahead", 0 if readahead is None else readahead, 0),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidArgumentError(f"invalid {name} {value!r}: must be an integer >= {low}")
 
 
 def _groups(
-    blocks: Sequence[BlockRef], max_coalesce: int, max_gap: int
+    blocks: Sequence[BlockRef], max_coalesce: int, max_gap: int, max_raw: int | None
 ) -> Iterator[tuple[int, int, list[BlockRef]]]:
-    """Runs of neighbouring blocks: (start, length, blocks), each at most max_coalesce long."""
+    """Runs of neighbouring blocks: (start, length, blocks).
+
+    Each run is at most ``max_coalesce`` bytes long on storage and, when ``max_raw`` is
+    given, holds at most that many raw bytes (a larger block still makes a run of its own).
+    """
     group: list[BlockRef] = []
-    start = end = 0
+    start = end = raw = 0
     for ref in blocks:
         if (
             group
             and end <= ref.offset <= end + max_gap
             and ref.offset + ref.length - start <= max_coalesce
+            and (max_raw is None or raw + ref.raw_size <= max_raw)
         ):
             group.append(ref)
             end = ref.offset + ref.length
+            raw += ref.raw_size
             continue
         if group:
             yield start, end - start, group
         group = [ref]
-        start, end = ref.offset, ref.offset + ref.length
+        start, end, raw = ref.offset, ref.offset + ref.length, ref.raw_size
     if group:
         yield start, end - start, group
 
@@ -146,44 +152,42 @@ def _read_blocks(
     options: FormatOptions,
     max_coalesce: int,
     max_gap: int,
-    readahead: int,
+    readahead: int | None,
 ) -> Iterator[tuple[BlockRef, list[bytes]]]:
     """Read and decode ``blocks`` in order, group by group.
 
-    With ``readahead`` > 0 the next groups are read and decoded ahead on
-    ``min(readahead, options.workers or 1)`` threads (at most ``readahead + 1`` groups in
-    flight, so memory stays bounded by about ``(readahead + 1) * max_coalesce`` plus decoded
-    records); results are yielded in order. Worth it where a request has latency (S3).
+    Without read-ahead each group is read, then its blocks are decoded one at a time as the
+    caller asks for them (only one block's records are alive at once). With ``readahead`` > 0
+    (None: ``options.threads``) the next groups are read and decoded ahead on
+    ``min(readahead, options.workers or 1)`` threads: the codecs and CRC32C release the GIL,
+    so decoding uses more than one core. A group then holds at most
+    ``max_coalesce`` raw bytes as well, so at most ``readahead + 1`` groups of that size are
+    in flight; results are still yielded in order.
     """
+    ahead = options.threads if readahead is None else readahead
+    codec = options.codec
+
+    def decode(data: memoryview, start: int, ref: BlockRef) -> list[bytes]:
+        offset = ref.offset - start
+        return decode_block_view(data[offset : offset + ref.length], ref, keys, codec, path)
+
+    if ahead <= 0 or len(blocks) < 2:
+        for start, length, group in _groups(blocks, max_coalesce, max_gap, None):
+            data = _read_exact(client, path, start, length)
+            for ref in group:
+                yield ref, decode(data, start, ref)
+        return
 
     def load(start: int, length: int, group: list[BlockRef]) -> list[tuple[BlockRef, list[bytes]]]:
         data = _read_exact(client, path, start, length)
-        return [
-            (
-                ref,
-                decode_block_view(
-                    data[ref.offset - start : ref.offset - start + ref.length],
-                    ref,
-                    keys,
-                    options.codec,
-                    path,
-                ),
-            )
-            for ref in group
-        ]
+        return [(ref, decode(data, start, ref)) for ref in group]
 
-    groups = _groups(blocks, max_coalesce, max_gap)
-    if readahead <= 0:
-        for group in groups:
-            yield from load(*group)
-        return
-    depth = readahead + 1
     pending: deque[Future[list[tuple[BlockRef, list[bytes]]]]] = deque()
-    pool = ThreadPoolExecutor(min(readahead, options.workers or 1), thread_name_prefix="xs-read")
+    pool = ThreadPoolExecutor(min(ahead, options.workers or 1), thread_name_prefix="xs-read")
     try:
-        for group in groups:
-            pending.append(pool.submit(load, *group))
-            if len(pending) >= depth:
+        for start, length, group in _groups(blocks, max_coalesce, max_gap, max_coalesce):
+            pending.append(pool.submit(load, start, length, group))
+            if len(pending) > ahead:
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
@@ -203,7 +207,7 @@ def read_partition_blocks(
     *,
     max_coalesce: int = DEFAULT_MAX_COALESCE,
     max_gap: int = 0,
-    readahead: int = 0,
+    readahead: int | None = None,
 ) -> Generator[list[bytes], None, None]:
     """As :func:`read_partition`, but one list of records per block (fewer hand-offs).
 
@@ -236,7 +240,7 @@ def read_partition(
     *,
     max_coalesce: int = DEFAULT_MAX_COALESCE,
     max_gap: int = 0,
-    readahead: int = 0,
+    readahead: int | None = None,
 ) -> Iterator[bytes]:
     """The records of ``blocks`` (e.g. one partition's), in the given order.
 
@@ -254,7 +258,8 @@ def read_partition(
         max_coalesce: Largest single read (a larger block is still read alone, whole).
         max_gap: Largest gap between blocks read in one request (the gap's bytes are read and
             dropped; worth it on object stores, where a request costs more than bytes).
-        readahead: Groups read and decoded ahead on threads (0: all in the calling thread).
+        readahead: Groups read and decoded ahead on threads (0: all in the calling thread;
+            None, the default: ``options.threads``, as many threads as the writer encodes on).
 
     Raises:
         IntegrityError: a short read or any failing check; no record of that block is returned.
@@ -368,7 +373,7 @@ def read_file(
     context: bytes,
     *,
     max_coalesce: int = DEFAULT_MAX_COALESCE,
-    readahead: int = 0,
+    readahead: int | None = None,
 ) -> Iterator[tuple[int, list[bytes]]]:
     """Every block of ``path`` as ``(partition, records)``, validating the whole file.
 
@@ -400,7 +405,7 @@ def read_stream(
     context: bytes,
     *,
     max_coalesce: int = DEFAULT_MAX_COALESCE,
-    readahead: int = 0,
+    readahead: int | None = None,
 ) -> Iterator[bytes]:
     """The chunks written by a RecordStreamWriter, in order (see :func:`read_file`)."""
     inner = read_file(

@@ -2,7 +2,8 @@
 
 The calling thread frames each block's records (one copy, so the caller may reuse its buffers
 at once) and hands the block to the pool, which compresses, encrypts and checksums it; lz4,
-zstandard, cryptography and crc32c release the GIL, so two workers use two cores. Encoded
+zstandard and crc32c release the GIL, so two workers use two cores. Without compression the
+calling thread does it all (see :attr:`FormatOptions.threads`). Encoded
 blocks are written to the stream by the calling thread, in call order. At most
 ``max_pending_blocks`` blocks are in flight: beyond that :meth:`RecordFileWriter.write_block`
 waits for the oldest one (back-pressure), so memory stays near
@@ -101,8 +102,8 @@ class RecordFileWriter:
         self._keys = FileKeys(self.file_id, options.key, check_context(context))
         self._header = file_header(self.file_id, options.key is not None)
         self._pool: ThreadPoolExecutor | None = (
-            ThreadPoolExecutor(options.workers, thread_name_prefix="xs-format")
-            if options.workers > 0
+            ThreadPoolExecutor(options.threads, thread_name_prefix="xs-format")
+            if options.threads > 0
             else None
         )
         self._pending: deque[tuple[Future[list[bytes]], int, int, int, int]] = deque()

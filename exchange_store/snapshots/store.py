@@ -36,7 +36,6 @@ from exchange_store.errors import (
 )
 from exchange_store.filesystems.base import FileSystemClient, join
 from exchange_store.format import (
-    BlockRef,
     FormatOptions,
     RecordStreamWriter,
     read_partition,
@@ -68,7 +67,6 @@ from exchange_store.snapshots.writer import SnapshotTaskWriter
 __all__ = ["SnapshotStore", "SnapshotTaskWriter"]
 
 _log = logging.getLogger(__name__)
-_READ_BATCH_RAW = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,30 +755,17 @@ class SnapshotStore:
             raise IntegrityError(
                 f"{path}: committed task state is {size} bytes, its commit says {length}"
             )
-        # Blocks are fetched in slices bounded by their *raw* size: well-compressed state
-        # would otherwise decode a whole coalesced read (many GiB for a few MiB stored) at once.
+        # The reader keeps memory bounded itself: it decodes one block at a time, or a few
+        # groups of at most max_coalesce raw bytes when it decodes ahead on threads.
         summary = read_summary(self._client, path, options, context)
-        batch: list[BlockRef] = []
-        raw = 0
-        for ref in (*summary.blocks, None):
-            if ref is not None and ref.partition != 0:
+        for ref in summary.blocks:
+            if ref.partition != 0:
                 raise IntegrityError(
                     f"{path}: state file holds a block of partition {ref.partition}"
                 )
-            if batch and (ref is None or raw + ref.raw_size > _READ_BATCH_RAW):
-                yield from read_partition(
-                    self._client,
-                    path,
-                    summary.file_id,
-                    batch,
-                    options,
-                    context,
-                    max_coalesce=_READ_BATCH_RAW,
-                )
-                batch, raw = [], 0
-            if ref is not None:
-                batch.append(ref)
-                raw += ref.raw_size
+        yield from read_partition(
+            self._client, path, summary.file_id, summary.blocks, options, context
+        )
 
     def read_task_state_bytes(self, snapshot: Snapshot, task_id: str) -> bytes:
         """The whole state of ``task_id`` as one bytes object (small states only)."""
