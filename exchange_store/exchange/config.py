@@ -188,7 +188,8 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             2,
             minimum=1,
             maximum=64,
-            doc="Encoding threads per sink (compression and encryption release the GIL).",
+            doc="Threads compressing and encrypting a sink's blocks (used with a codec: lz4 and"
+            " zstandard release the GIL; uncompressed blocks are encoded in the writing thread).",
         ),
     ],
 )

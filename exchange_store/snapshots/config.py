@@ -126,7 +126,7 @@ SNAPSHOT_STORE_SCHEMA = Schema(
             2,
             minimum=1,
             maximum=64,
-            doc="Encoding threads per task state writer.",
+            doc="Threads encoding a task's state, and decoding it ahead on restore (with a codec).",
         ),
     ],
 )
