@@ -15,7 +15,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from exchange_store.errors import InvalidArgumentError
 
-__all__ = ["KEY_SIZE", "NONCE_SIZE", "TAG_SIZE", "check_key", "derive_cipher", "nonce_for"]
+__all__ = [
+    "KEY_SIZE",
+    "NONCE_SIZE",
+    "TAG_SIZE",
+    "check_key",
+    "derive_cipher",
+    "derive_key",
+    "nonce_for",
+]
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -40,10 +48,14 @@ def check_key(key: object, what: str = "key") -> bytes | None:
     return raw
 
 
+def derive_key(key: bytes, salt: bytes, info: bytes) -> bytes:
+    """The 32-byte subkey HKDF-SHA256(key, salt, info)."""
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=info).derive(key)
+
+
 def derive_cipher(key: bytes, salt: bytes, info: bytes) -> AESGCM:
     """The AES-256-GCM cipher under HKDF-SHA256(key, salt, info)."""
-    subkey = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=info).derive(key)
-    return AESGCM(subkey)
+    return AESGCM(derive_key(key, salt, info))
 
 
 def nonce_for(counter: int) -> bytes:

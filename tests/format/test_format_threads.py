@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fmt_util import CTX, KEY, BytesClient, encode
@@ -11,6 +12,7 @@ from fmt_util import CTX, KEY, BytesClient, encode
 from exchange_store.codecs import Lz4Codec, NoneCodec, ZstdCodec
 from exchange_store.errors import IntegrityError
 from exchange_store.format import FormatOptions, RecordFileWriter, read_file, read_partition
+from exchange_store.format import block as block_module
 from exchange_store.format.layout import BLOCK_HEADER, CRC
 
 BLOCKS = [(0, [bytes([i]) * 3000, b"tail %d" % i]) for i in range(40)]
@@ -117,3 +119,31 @@ def test_what_checks_each_part_of_a_block(key: bytes | None) -> None:
 class _Sink:
     def write(self, data: bytes) -> int:
         return len(data)
+
+
+def test_large_uncompressed_encrypted_records_are_decrypted_one_by_one_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blocks of big records are decrypted record by record; every bit is still checked."""
+    calls: list[int] = []
+    stream = block_module._decrypt_records
+
+    def counting(*args: Any, **kwargs: Any) -> list[bytes]:
+        calls.append(1)
+        return stream(*args, **kwargs)
+
+    monkeypatch.setattr(block_module, "_decrypt_records", counting)
+    options = FormatOptions(codec=NoneCodec(), key=KEY, workers=0)
+    small = [b"a" * 3000, b"", b"b" * 4500]  # 2.5 KiB a record: one call, then slices
+    big = [bytes([7]) * 4100, b"y" * 5000]  # 4.5 KiB a record: record by record
+    data, summary = encode(options, [(0, small), (1, big)])
+    client = BytesClient(data)
+    assert [r for _, r in read_file(client, "f", options, CTX)] == [small, big]
+    assert len(calls) == 1
+    ref = summary.blocks[1]
+    for bit in range(ref.offset * 8, ref.end * 8):
+        bad = bytearray(data)
+        bad[bit // 8] ^= 1 << (bit % 8)
+        with pytest.raises(IntegrityError, match="block 1"):
+            list(read_partition(BytesClient(bytes(bad)), "f", summary.file_id, [ref], options, CTX))
+    assert len(calls) > 8 * (ref.length - 60)  # the payload flips reached the GCM check
