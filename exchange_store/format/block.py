@@ -293,12 +293,15 @@ def _decrypt_records(
     lengths = struct.unpack(f"<{records}I", decryptor.update(body[:table]))
     if sum(lengths) != raw_size - table:
         decryptor.update(body[table:])
-        decryptor.finalize()  # a changed table fails the tag; a forged one is still refused:
+        decryptor.finalize()  # a changed table fails the tag here; one that passes is refused:
         raise _error(where, ref, "record lengths do not add up to the block size")
     out = []
     pos = table
     for length in lengths:
-        out.append(decryptor.update(body[pos : pos + length]))
+        piece = decryptor.update(body[pos : pos + length])
+        if len(piece) != length:  # GCM is a stream mode: never, unless OpenSSL changes
+            raise RuntimeError(f"GCM decryption returned {len(piece)} of {length} bytes")
+        out.append(piece)
         pos += length
     decryptor.finalize()
     return out
