@@ -226,6 +226,10 @@ def decode_block_view(
         )
     if flags & ~BLOCK_FLAGS_KNOWN or reserved:
         raise _error(where, ref, f"unknown block flags {flags:#x}/{reserved:#x}")
+    if not flags & BLOCK_COMPRESSED:
+        stored = payload_len - (TAG_SIZE if flags & BLOCK_ENCRYPTED else 0)
+        if stored != raw_size:
+            raise _error(where, ref, f"raw block holds {stored} bytes, expected {raw_size}")
     body: Buffer
     cipher = keys.cipher
     if cipher is not None:
@@ -256,8 +260,6 @@ def decode_block_view(
             body = dec.decompress(body, raw_size)
         except Exception as exc:
             raise _error(where, ref, f"{dec.name} decompression failed: {exc}") from exc
-    elif len(body) != raw_size:
-        raise _error(where, ref, f"raw block holds {len(body)} bytes, expected {raw_size}")
     return _split_records(body, records, raw_size, where, ref)
 
 
@@ -279,12 +281,10 @@ def _decrypt_records(
 
     Raises:
         InvalidTag: the block is not authentic (the caller turns it into IntegrityError).
-        IntegrityError: the block's sizes do not fit.
+        IntegrityError: the record lengths do not add up to the block.
     """
     assert keys.aes is not None
-    body = payload[:-TAG_SIZE]
-    if len(body) != raw_size:
-        raise _error(where, ref, f"raw block holds {len(body)} bytes, expected {raw_size}")
+    body = payload[:-TAG_SIZE]  # raw_size bytes: checked by the caller
     decryptor = Cipher(
         keys.aes, modes.GCM(nonce_for(index), bytes(payload[-TAG_SIZE:]))
     ).decryptor()
