@@ -326,16 +326,18 @@ class S3FileSystemClient(FileSystemClient):
                 for obj in page.get("Contents", []):
                     if obj["Key"] == prefix:
                         continue  # a "directory marker" object
-                    out.append(
-                        FileInfo(
-                            self._uri(f"{bucket}/{obj['Key']}"),
-                            int(obj.get("Size", 0)),
-                            _mtime(obj.get("LastModified")),
-                        )
-                    )
+                    out.append(self._object_info(bucket, obj))
         except FileNotFoundError:
             return []  # no such bucket: nothing under it
         return out
+
+    def _object_info(self, bucket: str, obj: dict[str, Any]) -> FileInfo:
+        """The FileInfo of one object of a ListObjectsV2 page."""
+        return FileInfo(
+            self._uri(f"{bucket}/{obj['Key']}"),
+            int(obj.get("Size", 0)),
+            _mtime(obj.get("LastModified")),
+        )
 
     def walk(self, path: str) -> Iterator[FileInfo]:
         """Every file under ``path``, in key order, from a flat listing (one request per 1000)."""
@@ -349,13 +351,7 @@ class S3FileSystemClient(FileSystemClient):
                     for obj in page.get("Contents", []):
                         if obj["Key"].endswith("/"):
                             continue  # directory markers
-                        out.append(
-                            FileInfo(
-                                self._uri(f"{bucket}/{obj['Key']}"),
-                                int(obj.get("Size", 0)),
-                                _mtime(obj.get("LastModified")),
-                            )
-                        )
+                        out.append(self._object_info(bucket, obj))
             except FileNotFoundError:
                 return []
             return out

@@ -186,20 +186,18 @@ class StorageSpec:
     @property
     def has_exchange_manager(self) -> bool:
         """Whether an exchange manager is configured."""
-        if self.exchange_properties is not None:
-            return True
-        return self.etc_dir is not None and os.path.isfile(
-            os.path.join(self.etc_dir, "exchange-manager.properties")
-        )
+        return self._configured(self.exchange_properties, "exchange-manager.properties")
 
     @property
     def has_snapshot_store(self) -> bool:
         """Whether a snapshot store is configured."""
-        if self.snapshot_properties is not None:
+        return self._configured(self.snapshot_properties, "snapshot-store.properties")
+
+    def _configured(self, properties: object, file_name: str) -> bool:
+        """Properties given directly, or ``file_name`` present in the etc directory."""
+        if properties is not None:
             return True
-        return self.etc_dir is not None and os.path.isfile(
-            os.path.join(self.etc_dir, "snapshot-store.properties")
-        )
+        return self.etc_dir is not None and os.path.isfile(os.path.join(self.etc_dir, file_name))
 
 
 def snapshot_job_id(query_id: str, query_attempt: int, stage_id: str, task_id: int) -> str:
