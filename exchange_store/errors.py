@@ -8,17 +8,31 @@ do not know this package.
 from __future__ import annotations
 
 __all__ = [
+    "AttemptFailedError",
+    "AttemptNotCommittedError",
     "BackendNotInstalledError",
     "CommitConflictError",
     "CommitStateUnknownError",
     "ConfigurationError",
+    "ExchangeClosedError",
+    "ExchangeStateError",
     "ExchangeStoreError",
     "IntegrityError",
     "InvalidArgumentError",
+    "QueryFailedError",
+    "RemoteTaskError",
+    "SnapshotExpiredError",
+    "SnapshotIncompleteError",
+    "SnapshotNotFoundError",
+    "SnapshotStateError",
     "StorageError",
     "StorageFileNotFoundError",
+    "TaskTimeoutError",
+    "TooManyPendingSnapshotsError",
     "TransientStorageError",
+    "UnknownFormatVersionError",
     "UserError",
+    "WorkerCrashedError",
 ]
 
 
@@ -76,3 +90,132 @@ class BackendNotInstalledError(ExchangeStoreError, ImportError):
 
 class UserError(ExchangeStoreError):
     """Raised by task code for an error of the query itself; never retried by the scheduler."""
+
+
+class UnknownFormatVersionError(IntegrityError):
+    """The file was written by a newer (or unknown) version of the format."""
+
+
+# ---------------------------------------------------------------------- exchange
+
+
+class ExchangeStateError(InvalidArgumentError):
+    """A coordinator call came in the wrong state (closed, or too early)."""
+
+
+class AttemptNotCommittedError(InvalidArgumentError):
+    """An attempt reported finished has no manifest: it never committed."""
+
+
+class ExchangeClosedError(ExchangeStoreError):
+    """The exchange was closed (or collected) under a late sink or source.
+
+    A sink that gets it has removed what it wrote; nothing of the closed exchange is recreated.
+    """
+
+
+# ---------------------------------------------------------------------- snapshots
+
+
+class SnapshotStateError(ExchangeStoreError):
+    """An operation does not fit the snapshot's state (expired, completed, incomplete, ...)."""
+
+
+class SnapshotExpiredError(SnapshotStateError):
+    """The snapshot expired (or was deleted); late writes and completion are refused."""
+
+
+class SnapshotIncompleteError(SnapshotStateError):
+    """complete() was called before every task committed.
+
+    Attributes:
+        missing: The task ids without a commit.
+    """
+
+    def __init__(self, message: str, missing: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class TooManyPendingSnapshotsError(SnapshotStateError):
+    """begin() found ``snapshot.max-concurrent`` unexpired pending snapshots for the job."""
+
+
+class SnapshotNotFoundError(ExchangeStoreError, LookupError):
+    """No such snapshot (or task in it)."""
+
+
+# ---------------------------------------------------------------------- scheduler
+
+
+class QueryFailedError(ExchangeStoreError):
+    """A query failed for good: the message names the stage, task, attempts and last cause.
+
+    Attributes:
+        stage_id: The stage of the task that failed last.
+        task_id: That task's partition number.
+        attempts: How many times the task (or, under QUERY, the query) ran.
+        cause: The last failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stage_id: str | None = None,
+        task_id: int | None = None,
+        attempts: int = 0,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.stage_id = stage_id
+        self.task_id = task_id
+        self.attempts = attempts
+        self.cause = cause
+
+
+class AttemptFailedError(ExchangeStoreError):
+    """A query attempt failed: which task, after how many runs, and why."""
+
+    def __init__(self, stage_id: str, task_id: int, runs: int, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.stage_id = stage_id
+        self.task_id = task_id
+        self.runs = runs
+        self.cause = cause
+
+
+class WorkerCrashedError(ExchangeStoreError):
+    """The process running a task attempt died without reporting (SIGKILL, OOM killer...)."""
+
+
+class TaskTimeoutError(ExchangeStoreError, TimeoutError):
+    """A task attempt ran longer than ``task.timeout`` and was killed."""
+
+
+class RemoteTaskError(ExchangeStoreError):
+    """A failure raised in a worker, carried back to the coordinator as text.
+
+    The original exception is classified in the worker (it may not unpickle on the
+    coordinator) and kept as its type name, message and traceback.
+
+    Attributes:
+        type_name: Qualified class name of the original exception.
+        retryable: What the worker's retry classification said about the original exception.
+        remote_traceback: The formatted traceback from the worker.
+    """
+
+    def __init__(
+        self, type_name: str, message: str, retryable: bool, remote_traceback: str = ""
+    ) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.retryable = retryable
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (
+            RemoteTaskError,
+            (self.type_name, self.message, self.retryable, self.remote_traceback),
+        )

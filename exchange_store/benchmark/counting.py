@@ -127,6 +127,9 @@ class CountingFileSystemClient(FileSystemClient):
         self.count("delete_recursive")
         self.inner._delete_recursive(native)
 
+    def _remove_empty_dir(self, native: str) -> bool:
+        return self.inner._remove_empty_dir(native)
+
     def _abort_multipart_uploads(self, native: str, older_than: float | None) -> int:
         self.count("abort_multipart_uploads")
         return self.inner._abort_multipart_uploads(native, older_than)

@@ -7,16 +7,18 @@ reads source handles. Layout on storage: :mod:`exchange_store.exchange.layout`.
 
 from __future__ import annotations
 
-from exchange_store.exchange.config import ExchangeManagerConfig
-from exchange_store.exchange.exchange import (
+from exchange_store.errors import (
     AttemptNotCommittedError,
-    Exchange,
+    ExchangeClosedError,
     ExchangeStateError,
 )
+from exchange_store.exchange.config import ExchangeManagerConfig
+from exchange_store.exchange.exchange import Exchange
 from exchange_store.exchange.handles import (
     ExchangeContext,
     ExchangeSinkHandle,
     ExchangeSinkInstanceHandle,
+    ExchangeSinkReceipt,
     ExchangeSourceHandle,
     SourceFile,
 )
@@ -27,12 +29,14 @@ from exchange_store.exchange.source import ExchangeSource
 __all__ = [
     "AttemptNotCommittedError",
     "Exchange",
+    "ExchangeClosedError",
     "ExchangeContext",
     "ExchangeManager",
     "ExchangeManagerConfig",
     "ExchangeSink",
     "ExchangeSinkHandle",
     "ExchangeSinkInstanceHandle",
+    "ExchangeSinkReceipt",
     "ExchangeSource",
     "ExchangeSourceHandle",
     "ExchangeStateError",

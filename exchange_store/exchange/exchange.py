@@ -1,11 +1,17 @@
 """The coordinator side of one exchange: sinks, attempts, deduplication, source handles.
 
 Deduplication: for each task partition the first attempt reported by :meth:`Exchange.sink_finished`
-is selected and only its committed manifest is ever read. ``sink_finished`` reads the manifest
-at once: an attempt that did not commit is refused there (an error naming the exchange, task
-partition and attempt) and is not selected. When storage cannot be read at that moment the
-attempt is selected and the check is repeated by :meth:`Exchange.get_source_handles`. Data of
-every other attempt is never read and is deleted by :meth:`Exchange.close` with the rest.
+is selected and only its committed manifest is ever read. With the receipt that the attempt's
+``finish()`` returned, ``sink_finished`` checks the sealed manifest it carries (no storage
+request); without one it reads the manifest at once: an attempt that did not commit is refused
+there (an error naming the exchange, task partition and attempt) and is not selected. When
+storage cannot be read at that moment the attempt is selected and the check is repeated by
+:meth:`Exchange.get_source_handles`. Data of every other attempt (and of every run of the
+selected attempt but the committed one) is never read and is deleted by :meth:`Exchange.close`.
+
+Creation is exclusive across coordinators: the exchange's first ``_lease`` is created with an
+exclusive write, so a second ``create_exchange`` of the same context, from any manager on the
+same storage, is refused while the exchange exists.
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from exchange_store.errors import (
+    AttemptNotCommittedError,
+    CommitConflictError,
+    ExchangeStateError,
     ExchangeStoreError,
+    IntegrityError,
     InvalidArgumentError,
     StorageError,
     StorageFileNotFoundError,
@@ -27,20 +37,24 @@ from exchange_store.exchange.handles import (
     ExchangeContext,
     ExchangeSinkHandle,
     ExchangeSinkInstanceHandle,
+    ExchangeSinkReceipt,
     ExchangeSourceHandle,
     SourceFile,
+    pack_source_files,
 )
 from exchange_store.exchange.layout import (
     attempt_dir,
     base_directory_for,
     data_file_context,
+    data_file_path,
     exchange_dir,
     lease_path,
     manifest_context,
     manifest_path,
+    run_dir,
 )
-from exchange_store.exchange.manifest import Manifest, read_manifest
-from exchange_store.filesystems.base import FileSystemClient, join
+from exchange_store.exchange.manifest import Manifest, open_manifest, read_manifest
+from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.format import BlockRef
 from exchange_store.ids import check_non_negative_int
 from exchange_store.lease import Lease
@@ -49,16 +63,9 @@ if TYPE_CHECKING:
     from exchange_store.exchange.config import ExchangeManagerConfig
 
 __all__ = ["AttemptNotCommittedError", "Exchange", "ExchangeStateError"]
+# (the errors live in exchange_store.errors; re-exported here for older imports)
 
 _log = logging.getLogger(__name__)
-
-
-class ExchangeStateError(InvalidArgumentError):
-    """A coordinator call came in the wrong state (closed, or too early)."""
-
-
-class AttemptNotCommittedError(InvalidArgumentError):
-    """An attempt reported finished has no manifest: it never committed."""
 
 
 def _stop_lease(lease: Lease) -> None:
@@ -112,9 +119,26 @@ class Exchange:
             owner=f"exchange {context.query_id}/{context.exchange_id}",
             ttl=config.lease_ttl,
         )
+        self._create_exclusive()
         self._lease.start()
         self._finalizer = weakref.finalize(self, _stop_lease, self._lease)
         self._finalizer.atexit = False
+
+    def _create_exclusive(self) -> None:
+        """Claim the context on storage: the first lease is created exclusively.
+
+        Raises:
+            InvalidArgumentError: the exchange already exists on storage (names it).
+        """
+        first = self._lease.paths[0]
+        try:
+            self._client.write_exclusive(first, self._lease.record().encode())
+        except CommitConflictError:
+            raise InvalidArgumentError(
+                f"exchange {self._context} already exists on storage ({first}): another "
+                "coordinator has it open, or it crashed and gc has not collected it yet; use "
+                "a new exchange id, or open_exchange() to take it over"
+            ) from None
 
     # ------------------------------------------------------------------ properties
 
@@ -216,22 +240,36 @@ class Exchange:
             key=self._key,
         )
 
-    def sink_finished(self, sink: ExchangeSinkHandle, attempt_id: int) -> None:
+    def sink_finished(
+        self,
+        sink: ExchangeSinkHandle,
+        attempt_id: int,
+        receipt: ExchangeSinkReceipt | None = None,
+    ) -> None:
         """Report that attempt ``attempt_id`` of ``sink`` finished (committed).
 
         The first reported attempt of a task partition is selected; later reports are
-        ignored.
+        ignored. With ``receipt`` (what the attempt's ``finish()`` returned) no storage request
+        is made: the sealed manifest it carries is checked with the exchange's key.
 
         Raises:
             AttemptNotCommittedError: the attempt would be selected but has no manifest.
-            IntegrityError: its manifest fails its checks.
-            InvalidArgumentError: the sink is not from this exchange, or a bad attempt id.
+            IntegrityError: its manifest (or the receipt's) fails its checks.
+            InvalidArgumentError: the sink is not from this exchange, a bad attempt id, or a
+                receipt of another attempt.
         """
         tp = self._check_sink(sink)
         attempt = check_non_negative_int(attempt_id, "attempt_id")
+        if receipt is not None:
+            self._check_receipt(receipt, tp, attempt)
         with self._lock:
             self._check_open()
             if tp in self._selected:
+                return
+            if receipt is not None:
+                manifest = self._open_receipt(receipt, tp, attempt)
+                self._selected[tp] = attempt
+                self._manifests[tp] = manifest
                 return
             try:
                 manifest = self._read_manifest(tp, attempt)
@@ -255,6 +293,36 @@ class Exchange:
                 return
             self._selected[tp] = attempt
             self._manifests[tp] = manifest
+
+    def _check_receipt(self, receipt: ExchangeSinkReceipt, tp: int, attempt: int) -> None:
+        if not isinstance(receipt, ExchangeSinkReceipt):
+            raise InvalidArgumentError(
+                f"exchange {self._context}: expected an ExchangeSinkReceipt, got "
+                f"{type(receipt).__name__}"
+            )
+        ids = (receipt.query_id, receipt.exchange_id, receipt.task_partition_id)
+        if ids != (self._context.query_id, self._context.exchange_id, tp) or (
+            receipt.attempt_id != attempt
+        ):
+            raise InvalidArgumentError(
+                f"exchange {self._context}: the receipt of {receipt.query_id}/"
+                f"{receipt.exchange_id} task partition {receipt.task_partition_id} attempt "
+                f"{receipt.attempt_id} was given for task partition {tp} attempt {attempt}"
+            )
+
+    def _open_receipt(self, receipt: ExchangeSinkReceipt, tp: int, attempt: int) -> Manifest:
+        q, e = self._context.query_id, self._context.exchange_id
+        where = f"receipt of {self._manifest_path(tp, attempt)}"
+        manifest = open_manifest(
+            receipt.manifest, self._key, manifest_context(q, e, tp, attempt), where
+        )
+        self._check_manifest(manifest, tp, attempt)
+        if manifest.run_id != receipt.run_id:
+            raise IntegrityError(
+                f"{where}: names run {receipt.run_id} but its manifest commits run "
+                f"{manifest.run_id}"
+            )
+        return manifest
 
     def all_required_sinks_finished(self) -> None:
         """Declare that every task partition has finished; handles may now be asked for."""
@@ -323,21 +391,24 @@ class Exchange:
         per_partition: dict[int, list[SourceFile]] = {}
         for m in manifests:
             base = base_directory_for(cfg.base_directories, m.task_partition_id)
-            directory = attempt_dir(base, q, e, m.task_partition_id, m.attempt_id)
+            directory = run_dir(
+                attempt_dir(base, q, e, m.task_partition_id, m.attempt_id), m.run_id
+            )
             for f in m.files:
-                context = data_file_context(q, e, m.task_partition_id, m.attempt_id, f.index)
-                by_partition: dict[int, list[BlockRef]] = {}
-                for block in f.summary.blocks:
-                    by_partition.setdefault(block.partition, []).append(block)
-                for partition, blocks in by_partition.items():
+                context = data_file_context(
+                    q, e, m.task_partition_id, m.attempt_id, m.run_id, f.index
+                )
+                for partition, blocks in f.summary.by_partition().items():
                     per_partition.setdefault(partition, []).append(
                         SourceFile(
-                            path=join(directory, f.name),
+                            path=data_file_path(directory, f.index),
                             file_id=f.summary.file_id,
                             context=context,
                             task_partition_id=m.task_partition_id,
                             attempt_id=m.attempt_id,
-                            blocks=tuple(blocks),
+                            run_id=m.run_id,
+                            file_index=f.index,
+                            blocks=blocks,
                         )
                     )
         target = cfg.source_handle_target_data_size
@@ -354,7 +425,8 @@ class Exchange:
                         exchange_id=e,
                         partition_id=p,
                         data_size=data_size,
-                        files=tuple(files),
+                        base_directories=cfg.base_directories,
+                        pieces=pack_source_files(files),
                         preserve_order=self._preserve_order,
                         codec=cfg.codec,
                         compression_level=cfg.compression_level,
@@ -396,12 +468,12 @@ class Exchange:
             size = 0
             for block in f.blocks:
                 if blocks and size + block.length > target:
-                    out.append([_with_blocks(f, blocks)])
+                    out.append([f.with_blocks(blocks)])
                     blocks, size = [], 0
                 blocks.append(block)
                 size += block.length
             if blocks:
-                out.append([_with_blocks(f, blocks)])
+                out.append([f.with_blocks(blocks)] if len(blocks) != len(f.blocks) else [f])
         return out
 
     # ------------------------------------------------------------------ close
@@ -481,27 +553,19 @@ class Exchange:
 
     def _read_manifest(self, tp: int, attempt: int) -> Manifest:
         q, e = self._context.query_id, self._context.exchange_id
-        manifest = read_manifest(
+        manifest, _ = read_manifest(
             self._client,
             self._manifest_path(tp, attempt),
             self._key,
             manifest_context(q, e, tp, attempt),
         )
+        self._check_manifest(manifest, tp, attempt)
+        return manifest
+
+    def _check_manifest(self, manifest: Manifest, tp: int, attempt: int) -> None:
         if manifest.output_partition_count != self._output_partition_count:
             raise InvalidArgumentError(
                 f"exchange {self._context}: task partition {tp} attempt {attempt} wrote "
                 f"{manifest.output_partition_count} partitions, the exchange has "
                 f"{self._output_partition_count}"
             )
-        return manifest
-
-
-def _with_blocks(f: SourceFile, blocks: list[BlockRef]) -> SourceFile:
-    return SourceFile(
-        path=f.path,
-        file_id=f.file_id,
-        context=f.context,
-        task_partition_id=f.task_partition_id,
-        attempt_id=f.attempt_id,
-        blocks=tuple(blocks),
-    )

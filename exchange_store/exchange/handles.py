@@ -1,23 +1,38 @@
 """Value objects passed between the coordinator and workers: ids and handles.
 
-Every handle is a small frozen, slotted, picklable dataclass. Handles that carry the per-query
-AES key keep it out of ``repr``/``str`` (``field(repr=False)``); it travels only by pickling to
-the worker that needs it and is never written to storage.
+Every handle is a small frozen, slotted, picklable dataclass. A source handle keeps its
+pieces (the blocks of its partition in each data file) packed as varints, about 40 bytes per
+(file, partition); paths and associated data are derived from the ids on unpacking. Handles
+that carry the per-query AES key keep it out of ``repr``/``str`` (``field(repr=False)``); it
+travels only by pickling to the worker that needs it and is never written to storage.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from exchange_store.errors import IntegrityError
+from exchange_store.exchange.layout import (
+    attempt_dir,
+    base_directory_for,
+    data_file_context,
+    data_file_path,
+    run_dir,
+)
 from exchange_store.format import BlockRef
+from exchange_store.format.layout import decode_varint, encode_varint
+from exchange_store.format.model import decode_blocks, encode_blocks
 from exchange_store.ids import check_id, check_non_negative_int
 
 __all__ = [
     "ExchangeContext",
     "ExchangeSinkHandle",
     "ExchangeSinkInstanceHandle",
+    "ExchangeSinkReceipt",
     "ExchangeSourceHandle",
     "SourceFile",
+    "pack_source_files",
 ]
 
 
@@ -119,6 +134,43 @@ class ExchangeSinkInstanceHandle:
 
 
 @dataclass(frozen=True, slots=True)
+class ExchangeSinkReceipt:
+    """What ``ExchangeSink.finish()`` returns: the commit of one attempt, small and picklable.
+
+    A worker sends it back to the coordinator, whose ``Exchange.sink_finished(sink, attempt,
+    receipt)`` then needs no storage read: ``manifest`` is the sealed manifest exactly as
+    stored (checksummed, and authenticated with the per-query key when encryption is on), so a
+    changed receipt is an :class:`~exchange_store.errors.IntegrityError`, never wrong data.
+
+    Attributes:
+        query_id: The query.
+        exchange_id: The exchange.
+        task_partition_id: The task partition.
+        attempt_id: The attempt (the engine's id).
+        run_id: The run of the attempt whose files were committed.
+        partition_sizes: Stored bytes per output partition that has data.
+        records: Records committed.
+        file_count: Data files committed.
+        manifest: The sealed manifest (the commit itself).
+    """
+
+    query_id: str
+    exchange_id: str
+    task_partition_id: int
+    attempt_id: int
+    run_id: str
+    partition_sizes: Mapping[int, int] = field(repr=False)
+    records: int
+    file_count: int
+    manifest: bytes = field(repr=False)
+
+    @property
+    def data_size(self) -> int:
+        """Stored bytes of the committed data files' blocks."""
+        return sum(self.partition_sizes.values())
+
+
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     """The blocks of one output partition in one committed data file.
 
@@ -128,6 +180,8 @@ class SourceFile:
         context: Associated data the file was written with.
         task_partition_id: The task partition that wrote it.
         attempt_id: The (selected) attempt that wrote it.
+        run_id: The run of that attempt whose files were committed.
+        file_index: ``n`` of ``data-{n}.xsf``.
         blocks: The partition's blocks, in file order.
     """
 
@@ -136,12 +190,83 @@ class SourceFile:
     context: bytes
     task_partition_id: int
     attempt_id: int
+    run_id: str
+    file_index: int
     blocks: tuple[BlockRef, ...]
 
     @property
     def data_size(self) -> int:
         """Stored bytes of these blocks."""
         return sum(b.length for b in self.blocks)
+
+    def with_blocks(self, blocks: Sequence[BlockRef]) -> SourceFile:
+        """The same file with other blocks."""
+        return SourceFile(
+            self.path,
+            self.file_id,
+            self.context,
+            self.task_partition_id,
+            self.attempt_id,
+            self.run_id,
+            self.file_index,
+            tuple(blocks),
+        )
+
+
+def pack_source_files(files: Sequence[SourceFile]) -> bytes:
+    """The compact form of ``files`` kept by a source handle (see :func:`_unpack`).
+
+    Per file: varints task partition, attempt, file index; the run id (8 bytes); the file id
+    (16 bytes); then the block list as the format's compact block index.
+    """
+    out = bytearray()
+    encode_varint(len(files), out)
+    for f in files:
+        encode_varint(f.task_partition_id, out)
+        encode_varint(f.attempt_id, out)
+        encode_varint(f.file_index, out)
+        out += bytes.fromhex(f.run_id)
+        out += f.file_id
+        encode_blocks(f.blocks, out)
+    return bytes(out)
+
+
+def _unpack(handle: ExchangeSourceHandle) -> tuple[SourceFile, ...]:
+    data = handle.pieces
+    what = (
+        f"source handle of {handle.query_id}/{handle.exchange_id} partition {handle.partition_id}"
+    )
+    q, e = handle.query_id, handle.exchange_id
+    try:
+        count, pos = decode_varint(data, 0, what)
+        files = []
+        for _ in range(count):
+            tp, pos = decode_varint(data, pos, what)
+            attempt, pos = decode_varint(data, pos, what)
+            index, pos = decode_varint(data, pos, what)
+            run = data[pos : pos + 8].hex()
+            file_id = data[pos + 8 : pos + 24]
+            if len(file_id) != 16:
+                raise IntegrityError(f"{what}: cut short")
+            blocks, pos = decode_blocks(data, pos + 24, what)
+            base = base_directory_for(handle.base_directories, tp)
+            files.append(
+                SourceFile(
+                    path=data_file_path(run_dir(attempt_dir(base, q, e, tp, attempt), run), index),
+                    file_id=file_id,
+                    context=data_file_context(q, e, tp, attempt, run, index),
+                    task_partition_id=tp,
+                    attempt_id=attempt,
+                    run_id=run,
+                    file_index=index,
+                    blocks=blocks,
+                )
+            )
+    except (ValueError, IndexError) as exc:
+        raise IntegrityError(f"{what}: malformed: {exc}") from None
+    if pos != len(data):
+        raise IntegrityError(f"{what}: trailing bytes")
+    return tuple(files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +278,8 @@ class ExchangeSourceHandle:
         exchange_id: The exchange.
         partition_id: The output partition.
         data_size: Bytes on storage covered by this handle.
-        files: The data to read, in order (by task partition, then file).
+        base_directories: The exchange's base directories (paths are derived from them).
+        pieces: The data to read, packed (:func:`pack_source_files`); see :attr:`files`.
         preserve_order: Read each task partition's blocks strictly in order.
         codec: Compression codec name.
         compression_level: ZSTD level or None.
@@ -164,7 +290,8 @@ class ExchangeSourceHandle:
     exchange_id: str
     partition_id: int
     data_size: int
-    files: tuple[SourceFile, ...] = field(repr=False)
+    base_directories: tuple[str, ...] = field(repr=False)
+    pieces: bytes = field(repr=False)
     preserve_order: bool
     codec: str
     compression_level: int | None
@@ -174,6 +301,15 @@ class ExchangeSourceHandle:
     def encrypted(self) -> bool:
         """Whether the data is encrypted."""
         return self.key is not None
+
+    @property
+    def files(self) -> tuple[SourceFile, ...]:
+        """The data to read, in order (by task partition, then file); decoded on each call.
+
+        Raises:
+            IntegrityError: the packed pieces are malformed.
+        """
+        return _unpack(self)
 
     @property
     def file_count(self) -> int:

@@ -3,16 +3,20 @@
 Layout under every base directory ``{base}``::
 
     {base}/{query_id}/{exchange_id}/_lease                       lease of the open exchange
-    {base}/{query_id}/{exchange_id}/{hh}-{tp}/{attempt}/data-{n}.xsf   data files, n = 0, 1, ...
     {base}/{query_id}/{exchange_id}/{hh}-{tp}/{attempt}/_manifest      commit marker + index
+    {base}/{query_id}/{exchange_id}/{hh}-{tp}/{attempt}/{run}/data-{n}.xsf   data files of a run
 
 ``tp`` is the task partition id and ``attempt`` the attempt id (decimal integers); ``hh`` is
 two hex digits derived from (query, exchange, task partition) by SHA-256, so task partitions
 spread over many S3 key prefixes while anyone holding the ids can compute the path. Task
 partition ``tp`` lives under ``base_directories[tp % len(base_directories)]``; the exchange's
 ``_lease`` is written in every base directory. An attempt writes only under its own
-``{attempt}/`` directory, and is committed exactly when its ``_manifest`` exists. Each attempt
-writes ``ceil(bytes / exchange.sink-max-file-size)`` data files whatever the number of output
+``{attempt}/`` directory, and is committed exactly when its ``_manifest`` exists. Engines run
+the same attempt more than once (Dask recomputes a lost key with the same arguments): each run
+(one :class:`~exchange_store.exchange.sink.ExchangeSink`) writes its data files under its own
+``{run}/`` directory (16 random hex digits), so runs never touch each other's files; the
+manifest names the run it commits. Each attempt writes
+``ceil(bytes / exchange.sink-max-file-size)`` data files whatever the number of output
 partitions (blocks of all partitions are interleaved in one file; the manifest holds the
 per-partition block index).
 
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from exchange_store.errors import InvalidArgumentError
 from exchange_store.filesystems.base import join
 from exchange_store.ids import ID_PATTERN, check_id, check_non_negative_int
 
@@ -33,9 +39,11 @@ __all__ = [
     "DATA_SUFFIX",
     "LEASE_NAME",
     "MANIFEST_NAME",
+    "RUN_ID",
     "ExchangePath",
     "attempt_dir",
     "base_directory_for",
+    "check_run_id",
     "data_file_context",
     "data_file_name",
     "data_file_path",
@@ -43,9 +51,11 @@ __all__ = [
     "lease_path",
     "manifest_context",
     "manifest_path",
+    "new_run_id",
     "parse_exchange_path",
     "parse_task_partition_dirname",
     "query_dir",
+    "run_dir",
     "task_partition_dir",
     "task_partition_dirname",
     "task_partition_prefix",
@@ -58,6 +68,7 @@ DATA_SUFFIX = ".xsf"
 _TP_DIR = re.compile(r"([0-9a-f]{2})-(0|[1-9][0-9]*)")
 _ATTEMPT_DIR = re.compile(r"0|[1-9][0-9]*")
 _DATA_FILE = re.compile(r"data-(0|[1-9][0-9]*)\.xsf")
+RUN_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def query_dir(base: str, query_id: str) -> str:
@@ -118,6 +129,27 @@ def attempt_dir(
     return join(task_partition_dir(base, query_id, exchange_id, task_partition_id), str(attempt))
 
 
+def new_run_id() -> str:
+    """A fresh run id: 16 random hex digits (64 bits: runs of one attempt never collide)."""
+    return secrets.token_hex(8)
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` if it is 16 lower-case hex digits.
+
+    Raises:
+        InvalidArgumentError: anything else (it becomes a path component).
+    """
+    if not isinstance(run_id, str) or RUN_ID.fullmatch(run_id) is None:
+        raise InvalidArgumentError(f"invalid run id {run_id!r}: must be 16 lower-case hex digits")
+    return run_id
+
+
+def run_dir(attempt_directory: str, run_id: str) -> str:
+    """``{attempt}/{run}``: the data files of one run of an attempt."""
+    return join(attempt_directory, check_run_id(run_id))
+
+
 def data_file_name(index: int) -> str:
     """``data-{index}.xsf``."""
     return f"data-{index}{DATA_SUFFIX}"
@@ -134,10 +166,17 @@ def manifest_path(attempt_directory: str) -> str:
 
 
 def data_file_context(
-    query_id: str, exchange_id: str, task_partition_id: int, attempt_id: int, index: int
+    query_id: str,
+    exchange_id: str,
+    task_partition_id: int,
+    attempt_id: int,
+    run_id: str,
+    index: int,
 ) -> bytes:
-    """Associated data binding a data file's blocks to their place (``q/e/tp/a/n``)."""
-    return f"xs-data/{query_id}/{exchange_id}/{task_partition_id}/{attempt_id}/{index}".encode()
+    """Associated data binding a data file's blocks to their place (``q/e/tp/a/run/n``)."""
+    return (
+        f"xs-data/{query_id}/{exchange_id}/{task_partition_id}/{attempt_id}/{run_id}/{index}"
+    ).encode()
 
 
 def manifest_context(
@@ -158,8 +197,9 @@ class ExchangePath:
         task_partition_id: The task partition (from ``{hh}-{tp}``).
         attempt_id: The attempt.
         kind: ``query``, ``exchange``, ``lease``, ``task_partition``, ``attempt``,
-            ``manifest``, ``data`` or ``other`` (an unknown name inside the layout).
+            ``manifest``, ``run``, ``data`` or ``other`` (an unknown name inside the layout).
         file_index: ``n`` of ``data-{n}.xsf``.
+        run_id: The run (for ``run`` and ``data``).
     """
 
     base: str
@@ -169,6 +209,7 @@ class ExchangePath:
     attempt_id: int | None = None
     kind: str = "other"
     file_index: int | None = None
+    run_id: str | None = None
 
 
 def parse_exchange_path(base: str, path: str) -> ExchangePath | None:
@@ -205,12 +246,16 @@ def parse_exchange_path(base: str, path: str) -> ExchangePath | None:
     attempt = int(parts[3])
     if len(parts) == 4:
         return ExchangePath(base, query, exchange, tp, attempt, kind="attempt")
+    if len(parts) == 5 and parts[4] == MANIFEST_NAME:
+        return ExchangePath(base, query, exchange, tp, attempt, kind="manifest")
+    if RUN_ID.fullmatch(parts[4]) is None:
+        return ExchangePath(base, query, exchange, tp, attempt)
+    run = parts[4]
     if len(parts) == 5:
-        if parts[4] == MANIFEST_NAME:
-            return ExchangePath(base, query, exchange, tp, attempt, kind="manifest")
-        data = _DATA_FILE.fullmatch(parts[4])
-        if data is not None:
-            return ExchangePath(
-                base, query, exchange, tp, attempt, kind="data", file_index=int(data.group(1))
-            )
-    return ExchangePath(base, query, exchange, tp, attempt)
+        return ExchangePath(base, query, exchange, tp, attempt, kind="run", run_id=run)
+    data = _DATA_FILE.fullmatch(parts[5]) if len(parts) == 6 else None
+    if data is not None:
+        return ExchangePath(
+            base, query, exchange, tp, attempt, "data", int(data.group(1)), run_id=run
+        )
+    return ExchangePath(base, query, exchange, tp, attempt, run_id=run)

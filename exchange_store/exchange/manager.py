@@ -14,7 +14,11 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from exchange_store.config import load_etc
-from exchange_store.errors import ConfigurationError, InvalidArgumentError
+from exchange_store.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    StorageFileNotFoundError,
+)
 from exchange_store.exchange.config import (
     BASE_DIRECTORIES,
     FILESYSTEM_TYPE,
@@ -24,8 +28,12 @@ from exchange_store.exchange.exchange import Exchange
 from exchange_store.exchange.handles import (
     ExchangeContext,
     ExchangeSinkInstanceHandle,
+    ExchangeSinkReceipt,
     ExchangeSourceHandle,
+    SourceFile,
 )
+from exchange_store.exchange.layout import manifest_context, manifest_path
+from exchange_store.exchange.manifest import read_manifest
 from exchange_store.exchange.sink import ExchangeSink
 from exchange_store.exchange.source import ExchangeSource
 from exchange_store.filesystems.base import FileSystemClient
@@ -224,6 +232,15 @@ class ExchangeManager:
             InvalidArgumentError: not an instance handle, or it was issued under another
                 configuration (base directory, codec or encryption differ).
         """
+        self._check_instance(instance)
+        return ExchangeSink(
+            self._client,
+            instance,
+            max_buffer_size=self._config.sink_max_buffer_size,
+            writer_threads=self._config.writer_threads,
+        )
+
+    def _check_instance(self, instance: ExchangeSinkInstanceHandle) -> None:
         if not isinstance(instance, ExchangeSinkInstanceHandle):
             raise InvalidArgumentError(
                 f"expected an ExchangeSinkInstanceHandle, got {type(instance).__name__}"
@@ -239,12 +256,28 @@ class ExchangeManager:
             instance.compression_level,
             instance.encrypted,
         )
-        return ExchangeSink(
-            self._client,
-            instance,
-            max_buffer_size=self._config.sink_max_buffer_size,
-            writer_threads=self._config.writer_threads,
+
+    def committed_receipt(self, instance: ExchangeSinkInstanceHandle) -> ExchangeSinkReceipt | None:
+        """The receipt of ``instance``'s commit if a run of it already committed, else None.
+
+        One storage read. A re-run of an instance calls it first and skips its work when the
+        attempt is already committed (the receipt is what ``finish()`` would have returned).
+
+        Raises:
+            InvalidArgumentError: not an instance handle, or from another configuration.
+            IntegrityError: the committed manifest fails its checks.
+            StorageError: storage failed.
+        """
+        self._check_instance(instance)
+        path = manifest_path(instance.attempt_directory)
+        context = manifest_context(
+            instance.query_id, instance.exchange_id, instance.task_partition_id, instance.attempt_id
         )
+        try:
+            manifest, sealed = read_manifest(self._client, path, instance.key, context)
+        except StorageFileNotFoundError:
+            return None
+        return manifest.receipt(sealed)
 
     def create_source(self, handles: Iterable[ExchangeSourceHandle] = ()) -> ExchangeSource:
         """A source reading ``handles`` (more may be added later).
@@ -266,14 +299,16 @@ class ExchangeManager:
             check=self._check_source_handle,
         )
 
-    def _check_source_handle(self, handle: ExchangeSourceHandle) -> None:
+    def _check_source_handle(
+        self, handle: ExchangeSourceHandle, files: tuple[SourceFile, ...]
+    ) -> None:
         what = (
             f"source handle of {handle.query_id}/{handle.exchange_id} partition "
             f"{handle.partition_id}"
         )
         self._check_compatible(
             what,
-            sorted({f.path for f in handle.files}),
+            sorted({f.path for f in files}),
             handle.codec,
             handle.compression_level,
             handle.encrypted,

@@ -8,9 +8,21 @@ layer's :class:`~exchange_store.format.RecordFileWriter` (which encodes on its o
 and rotates data files at ``exchange.sink-max-file-size``. Blocks waiting for the writer may
 hold the other half of the budget; beyond it :meth:`ExchangeSink.add` blocks (back-pressure).
 
-Commit: :meth:`ExchangeSink.finish` flushes everything, closes (makes durable) the data files,
-then publishes one sealed manifest with an exclusive create. Nothing is readable before the
-manifest exists; when ``finish`` raises, the attempt's directory is deleted.
+Runs: engines run the same instance handle more than once, in sequence or at once. Each sink
+is one *run* with a random run id and writes only under ``{attempt}/{run}/``, so a run never
+touches another run's files.
+
+Commit: :meth:`ExchangeSink.finish` flushes everything, closes the data files, then publishes
+one sealed manifest naming its run with an exclusive create at ``{attempt}/_manifest``: the
+first run to get there commits the attempt. A run that finds the manifest already there (or
+whose manifest write failed ambiguously) reads it back: when it names another run, ``finish``
+returns that commit's receipt and deletes only this run's files; when it names this run, the
+commit landed. A manifest is never deleted by a sink unless its exchange was closed.
+
+Fencing: a sink checks its exchange's ``_lease`` before it creates its first file, right
+before its commit and right after it. Without a lease the exchange was closed (or collected):
+``finish`` raises :class:`~exchange_store.errors.ExchangeClosedError` after removing what this
+run wrote, and no directory of the closed exchange is left behind by it.
 """
 
 from __future__ import annotations
@@ -25,18 +37,30 @@ from exchange_store._malloc import raise_malloc_thresholds
 from exchange_store.errors import (
     CommitConflictError,
     CommitStateUnknownError,
+    ExchangeClosedError,
     InvalidArgumentError,
+    StorageError,
+    StorageFileNotFoundError,
 )
 from exchange_store.exchange.formatting import format_options
-from exchange_store.exchange.handles import ExchangeSinkInstanceHandle
+from exchange_store.exchange.handles import ExchangeSinkInstanceHandle, ExchangeSinkReceipt
 from exchange_store.exchange.layout import (
     data_file_context,
     data_file_name,
     data_file_path,
+    lease_path,
     manifest_context,
     manifest_path,
+    new_run_id,
+    query_dir,
+    run_dir,
 )
-from exchange_store.exchange.manifest import Manifest, ManifestFile, write_manifest
+from exchange_store.exchange.manifest import (
+    Manifest,
+    ManifestFile,
+    read_manifest,
+    write_manifest,
+)
 from exchange_store.filesystems.base import FileSystemClient, OutputStream
 from exchange_store.format import RecordFileWriter
 
@@ -101,9 +125,12 @@ class ExchangeSink:
         raise_malloc_thresholds()
         self._client = client
         self._instance = instance
+        self._run_id = new_run_id()
+        self._run_directory = run_dir(instance.attempt_directory, self._run_id)
+        self._manifest_path = manifest_path(instance.attempt_directory)
         self._name = (
             f"{instance.query_id}/{instance.exchange_id} task partition "
-            f"{instance.task_partition_id} attempt {instance.attempt_id}"
+            f"{instance.task_partition_id} attempt {instance.attempt_id} run {self._run_id}"
         )
         self._options = format_options(
             instance.codec,
@@ -133,6 +160,7 @@ class ExchangeSink:
         self._file_index = 0
         self._files: list[ManifestFile] = []
         self._manifest: Manifest | None = None
+        self._receipt: ExchangeSinkReceipt | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -152,9 +180,19 @@ class ExchangeSink:
         return held
 
     @property
+    def run_id(self) -> str:
+        """This run's id (its files live under ``{attempt}/{run}/``)."""
+        return self._run_id
+
+    @property
     def manifest(self) -> Manifest | None:
-        """What the attempt committed, once :meth:`finish` returned."""
+        """What the attempt committed (this run's or another's), once :meth:`finish` returned."""
         return self._manifest
+
+    @property
+    def receipt(self) -> ExchangeSinkReceipt | None:
+        """The receipt :meth:`finish` returned, once it did."""
+        return self._receipt
 
     @property
     def is_finished(self) -> bool:
@@ -211,60 +249,35 @@ class ExchangeSink:
             if self._buffered > self._buffer_limit:
                 self._spill_locked()
 
-    def finish(self) -> None:
-        """Commit the attempt: durable data files, then one exclusive manifest write.
+    def finish(self) -> ExchangeSinkReceipt:
+        """Commit the attempt: close the data files, then one exclusive manifest write.
 
-        Idempotent once it succeeded. When it raises, nothing of the attempt stays visible.
+        Idempotent once it succeeded. When another run of the same instance committed first,
+        returns that commit's receipt and deletes this run's files. When it raises, nothing of
+        this run stays visible.
+
+        Returns:
+            The receipt of the attempt's commit, for ``Exchange.sink_finished``.
 
         Raises:
             InvalidArgumentError: the sink was aborted.
-            StorageError: storage failed; the attempt is not committed.
-            CommitConflictError: a manifest for this attempt id already exists.
+            ExchangeClosedError: the exchange was closed; this run's files were removed.
+            StorageError: storage failed; the attempt is not committed by this run.
+            CommitStateUnknownError: the manifest write failed and could not be read back.
+            IntegrityError: the manifest another run committed fails its checks.
         """
         with self._cond:
             if self._state == _FINISHED:
-                return
+                assert self._receipt is not None
+                return self._receipt
             if self._state == _ABORTED:
                 raise InvalidArgumentError(f"finish() on sink {self._name} after abort()")
             if self._state != _OPEN:
                 raise InvalidArgumentError(f"finish() on sink {self._name} that is {self._state}")
             self._state = _FINISHING
         try:
-            with self._cond:
-                if self._error is not None:
-                    raise self._error
-                for partition in sorted(self._buffers):
-                    self._flush_locked(partition)
-                self._stopping = True
-                self._cond.notify_all()
-            if self._thread is not None:
-                self._thread.join()
-            with self._cond:
-                if self._error is not None:
-                    raise self._error
-                if self._state == _ABORTED:
-                    raise InvalidArgumentError(f"sink {self._name} was aborted during finish()")
-            if self._writer is not None:
-                self._close_file()
-            inst = self._instance
-            manifest = Manifest(
-                query_id=inst.query_id,
-                exchange_id=inst.exchange_id,
-                task_partition_id=inst.task_partition_id,
-                attempt_id=inst.attempt_id,
-                output_partition_count=inst.output_partition_count,
-                codec=inst.codec,
-                files=tuple(self._files),
-            )
-            write_manifest(
-                self._client,
-                manifest_path(inst.attempt_directory),
-                manifest,
-                inst.key,
-                manifest_context(
-                    inst.query_id, inst.exchange_id, inst.task_partition_id, inst.attempt_id
-                ),
-            )
+            self._drain()
+            manifest, sealed = self._commit()
         except BaseException as exc:
             with self._cond:
                 if self._state != _ABORTED:
@@ -272,23 +285,147 @@ class ExchangeSink:
                 self._cond.notify_all()
             if self._thread is not None and self._thread is not threading.current_thread():
                 self._thread.join()
-            # A conflict means another sink committed this same attempt id: its manifest is
-            # not ours to delete. Otherwise the manifest may have landed before the failure
-            # (a lost response): it goes first, and if it cannot be removed the outcome is
-            # unknown, which the caller must hear about.
-            self._discard(delete=not isinstance(exc, CommitConflictError), strict=True)
+            if isinstance(exc, CommitStateUnknownError):
+                self._discard(delete=False)  # the manifest may name this run: keep its files
+                raise
+            self._discard()
+            closed = isinstance(exc, ExchangeClosedError)
+            if not closed and isinstance(exc, StorageError) and not self._exchange_open_quiet():
+                closed = True
+                exc = self._closed_error()
+            if closed:
+                self._prune()
+                raise exc from None
             raise
         with self._cond:
             aborted = self._state == _ABORTED
             if not aborted:
                 self._state = _FINISHED
-        if aborted:
-            self._discard()
+        if aborted and manifest.run_id != self._run_id:
             raise InvalidArgumentError(f"sink {self._name} was aborted during finish()")
+        # Aborted after this run committed: the commit stands (a reader may already use it).
+        with self._cond:
+            self._state = _FINISHED
         self._manifest = manifest
+        self._receipt = manifest.receipt(sealed)
+        return self._receipt
+
+    def _drain(self) -> None:
+        """Flush every buffer, wait for the writer thread, close the last data file."""
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            for partition in sorted(self._buffers):
+                self._flush_locked(partition)
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            if self._state == _ABORTED:
+                raise InvalidArgumentError(f"sink {self._name} was aborted during finish()")
+        if self._writer is not None:
+            self._close_file()
+
+    def _commit(self) -> tuple[Manifest, bytes]:
+        """Publish this run's manifest, or adopt the commit of another run of the instance.
+
+        Returns:
+            The committed manifest and its sealed bytes. When it names another run, this
+            run's files were deleted.
+        """
+        inst = self._instance
+        self._check_exchange_open()
+        manifest = Manifest(
+            query_id=inst.query_id,
+            exchange_id=inst.exchange_id,
+            task_partition_id=inst.task_partition_id,
+            attempt_id=inst.attempt_id,
+            run_id=self._run_id,
+            output_partition_count=inst.output_partition_count,
+            codec=inst.codec,
+            files=tuple(self._files),
+        )
+        context = manifest_context(
+            inst.query_id, inst.exchange_id, inst.task_partition_id, inst.attempt_id
+        )
+        try:
+            sealed = write_manifest(self._client, self._manifest_path, manifest, inst.key, context)
+        except CommitConflictError:
+            committed, sealed = read_manifest(self._client, self._manifest_path, inst.key, context)
+        except StorageError as exc:
+            # The write may have landed (a lost response): the manifest itself says.
+            try:
+                committed, sealed = read_manifest(
+                    self._client, self._manifest_path, inst.key, context
+                )
+            except StorageFileNotFoundError:
+                raise exc from None
+            except Exception as read_exc:
+                raise CommitStateUnknownError(
+                    f"sink {self._name}: the commit of {self._manifest_path} failed ({exc}) and "
+                    f"reading it back failed too ({read_exc}), so the attempt may be committed"
+                ) from exc
+        else:
+            committed = manifest
+        if committed.run_id != self._run_id:
+            _log.info(
+                "sink %s: run %s committed the attempt first; discarding this run",
+                self._name,
+                committed.run_id,
+            )
+            self._discard()
+            return committed, sealed
+        if not self._exchange_open_quiet():
+            # Closed under the commit: nobody will read it; leave nothing behind. (When the
+            # lease cannot be read the commit stands: it is a fact, and close() or gc collect.)
+            self._client.delete(self._manifest_path)
+            raise self._closed_error()
+        return committed, sealed
+
+    # ------------------------------------------------------------------ fencing
+
+    def _exchange_open(self) -> bool:
+        inst = self._instance
+        return self._client.exists(lease_path(inst.base_directory, inst.query_id, inst.exchange_id))
+
+    def _exchange_open_quiet(self) -> bool:
+        try:
+            return self._exchange_open()
+        except Exception:  # cannot tell: report the original failure
+            return True
+
+    def _closed_error(self) -> ExchangeClosedError:
+        inst = self._instance
+        return ExchangeClosedError(
+            f"sink {self._name}: the exchange {inst.query_id}/{inst.exchange_id} was closed "
+            f"(no lease under {inst.base_directory}); this run's files were removed"
+        )
+
+    def _check_exchange_open(self) -> None:
+        if not self._exchange_open():
+            raise self._closed_error()
+
+    def _prune(self) -> None:
+        """Remove directories of a closed exchange that this run's writes may have recreated."""
+        inst = self._instance
+        try:
+            self._client.prune_empty_dirs(
+                inst.attempt_directory, query_dir(inst.base_directory, inst.query_id)
+            )
+            self._client.prune_empty_dirs(
+                query_dir(inst.base_directory, inst.query_id), inst.base_directory
+            )
+        except Exception as exc:
+            _log.debug("pruning the closed exchange's directories after %s: %s", self._name, exc)
 
     def abort(self) -> None:
-        """Discard the attempt and delete what it wrote. Idempotent; no-op after finish()."""
+        """Discard this run and delete what it wrote. Idempotent; no-op after finish().
+
+        Never touches another run's files, nor the attempt's manifest.
+        """
         with self._cond:
             if self._state in (_ABORTED, _FINISHED):
                 return
@@ -404,12 +541,15 @@ class ExchangeSink:
 
     def _open_file(self) -> RecordFileWriter:
         inst = self._instance
-        path = data_file_path(inst.attempt_directory, self._file_index)
+        if self._file_index == 0:
+            self._check_exchange_open()  # a late run must not recreate a closed exchange
+        path = data_file_path(self._run_directory, self._file_index)
         context = data_file_context(
             inst.query_id,
             inst.exchange_id,
             inst.task_partition_id,
             inst.attempt_id,
+            self._run_id,
             self._file_index,
         )
         stream = self._client.create(path)
@@ -431,13 +571,11 @@ class ExchangeSink:
 
     # ------------------------------------------------------------------ cleanup
 
-    def _discard(self, *, delete: bool = True, strict: bool = False) -> None:
-        """Drop pending work and delete the attempt's directory (best effort, logged).
+    def _discard(self, *, delete: bool = True) -> None:
+        """Drop pending work and delete this run's directory (best effort, logged).
 
         Args:
-            delete: Delete what the attempt wrote.
-            strict: The manifest may exist (a failed ``finish()``): remove it before anything
-                else, and raise :class:`CommitStateUnknownError` if that fails.
+            delete: Delete what this run wrote.
         """
         writer, stream = self._writer, self._stream
         self._writer = None
@@ -454,20 +592,11 @@ class ExchangeSink:
                 _log.warning("abort of a data file of %s failed: %s", self._name, exc)
         if not delete:
             return
-        if strict:
-            path = manifest_path(self._instance.attempt_directory)
-            try:
-                self._client.delete(path)
-            except Exception as exc:
-                raise CommitStateUnknownError(
-                    f"sink {self._name}: commit failed and its manifest {path} could not be "
-                    f"removed, so the attempt may be committed: {exc}"
-                ) from exc
         try:
-            self._client.delete_recursive(self._instance.attempt_directory)
+            self._client.delete_recursive(self._run_directory)
         except Exception as exc:
             _log.warning(
                 "could not delete %s (the exchange's close() removes it): %s",
-                self._instance.attempt_directory,
+                self._run_directory,
                 exc,
             )

@@ -30,7 +30,7 @@ from exchange_store.format import FormatOptions, read_partition_blocks
 
 __all__ = ["ExchangeSource"]
 
-HandleCheck = Callable[[ExchangeSourceHandle], None]
+HandleCheck = Callable[[ExchangeSourceHandle, tuple[SourceFile, ...]], None]
 
 
 class ExchangeSource:
@@ -86,13 +86,16 @@ class ExchangeSource:
                 the source is closed or was told there are no more handles.
         """
         handles = list(handles)
+        pieces = []
         for handle in handles:
             if not isinstance(handle, ExchangeSourceHandle):
                 raise InvalidArgumentError(
                     f"expected ExchangeSourceHandle, got {type(handle).__name__}"
                 )
+            files = handle.files
             if self._check is not None:
-                self._check(handle)
+                self._check(handle, files)
+            pieces.append((handle, files))
         with self._cond:
             if self._closed:
                 raise InvalidArgumentError("add_source_handles() on a closed source")
@@ -100,7 +103,7 @@ class ExchangeSource:
                 raise InvalidArgumentError(
                     "add_source_handles() after no_more_source_handles() was called"
                 )
-            units = [unit for handle in handles for unit in self._units(handle)]
+            units = [unit for handle, files in pieces for unit in self._units(handle, files)]
             self._pending += len(units)
         for options, files in units:
             self._pool.submit(self._run_unit, options, files)
@@ -140,13 +143,23 @@ class ExchangeSource:
             return self._buffered + (self._ready_bytes if self._ready else 0)
 
     def __iter__(self) -> Iterator[bytes]:
+        self._check_iterable()
         return self
+
+    def _check_iterable(self) -> None:
+        if not self._no_more and not self._closed:
+            raise InvalidArgumentError(
+                "iterating an ExchangeSource on which no_more_source_handles() was never "
+                "called would wait forever: call source.no_more_source_handles() after the "
+                "last add_source_handles(), or poll source.read()"
+            )
 
     def __next__(self) -> bytes:
         try:
             return self._ready.popleft()
         except IndexError:
             pass
+        self._check_iterable()
         with self._cond:
             while True:
                 record = self._take_locked()
@@ -212,10 +225,10 @@ class ExchangeSource:
         return options
 
     def _units(
-        self, handle: ExchangeSourceHandle
+        self, handle: ExchangeSourceHandle, files: tuple[SourceFile, ...]
     ) -> list[tuple[FormatOptions, tuple[SourceFile, ...]]]:
         options = self._options_for(handle)
-        files = [f for f in handle.files if f.blocks]
+        files = tuple(f for f in files if f.blocks)
         if handle.preserve_order:
             return [
                 (options, tuple(group))

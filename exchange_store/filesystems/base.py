@@ -228,6 +228,13 @@ class FileSystemClient(ABC):
         """Abort incomplete multipart uploads under ``native``; returns how many."""
         return 0
 
+    def _remove_empty_dir(self, native: str) -> bool:
+        """Remove the directory ``native`` if it is empty; True if it is gone.
+
+        Object stores have no directories: the default says it is gone.
+        """
+        return True
+
     def _classify(self, exc: BaseException) -> BaseException:
         """Map a backend exception to a builtin (or a StorageError subclass).
 
@@ -348,6 +355,24 @@ class FileSystemClient(ABC):
             raise InvalidArgumentError(f"refusing to delete a base directory: {path}")
         native = self._native(checked)
         self._retry("delete_recursive", path, lambda: self._delete_recursive(native))
+
+    def prune_empty_dirs(self, path: str, stop: str) -> None:
+        """Remove ``path`` and then each parent while empty, up to but not including ``stop``.
+
+        Safe beside concurrent writers: a directory is removed only if it is empty at that
+        moment (``rmdir`` semantics), so nothing another writer put there is lost.
+        """
+        current = self.check_path(path)
+        stop = self.check_path(stop)
+        while current != stop and current.startswith(stop + "/") and current not in self.roots:
+            native = self._native(current)
+
+            def remove(n: str = native) -> bool:
+                return self._remove_empty_dir(n)
+
+            if not self._retry("prune", current, remove):
+                return
+            current = current.rsplit("/", 1)[0]
 
     def abort_multipart_uploads(self, path: str, older_than: float | None = None) -> int:
         """Abort incomplete multipart uploads under ``path`` (S3); returns how many.

@@ -20,6 +20,7 @@ given age (the local equivalent of aborting incomplete S3 multipart uploads).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -253,6 +254,17 @@ class LocalFileSystemClient(FileSystemClient):
 
     def _delete(self, native: str) -> None:
         _unlink_quietly(native)
+
+    def _remove_empty_dir(self, native: str) -> bool:
+        try:
+            os.rmdir(native)
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                return False
+            raise
+        return True
 
     def _delete_recursive(self, native: str) -> None:
         try:

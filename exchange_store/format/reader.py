@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from exchange_store.errors import IntegrityError, InvalidArgumentError
+from exchange_store.errors import IntegrityError, InvalidArgumentError, UnknownFormatVersionError
 from exchange_store.format.block import (
     Buffer,
     FileKeys,
@@ -52,10 +52,6 @@ __all__ = [
 
 DEFAULT_MAX_COALESCE = 8 << 20
 _TAIL_READ = 64 << 10
-
-
-class UnknownFormatVersionError(IntegrityError):
-    """The file was written by a newer (or unknown) version of the format."""
 
 
 class RangeReader(Protocol):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from exchange_store.errors import AttemptFailedError
 from exchange_store.scheduler.config import SchedulerConfig
 from exchange_store.scheduler.dedup import DeduplicationBuffer
 from exchange_store.scheduler.executors import Executor, RunningAttempt
@@ -32,17 +33,6 @@ __all__ = ["AttemptFailedError", "QueryAttempt"]
 _log = logging.getLogger(__name__)
 _DEDUP_DEFAULT = 32 << 20
 _KILL_WAIT = 15.0
-
-
-class AttemptFailedError(Exception):
-    """A query attempt failed: which task, after how many runs, and why."""
-
-    def __init__(self, stage_id: str, task_id: int, runs: int, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.stage_id = stage_id
-        self.task_id = task_id
-        self.runs = runs
-        self.cause = cause
 
 
 @dataclass(slots=True)

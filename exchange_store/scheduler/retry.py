@@ -14,11 +14,14 @@ from typing import Literal
 from exchange_store.errors import (
     BackendNotInstalledError,
     ConfigurationError,
-    ExchangeStoreError,
     IntegrityError,
     InvalidArgumentError,
+    QueryFailedError,
+    RemoteTaskError,
     StorageError,
+    TaskTimeoutError,
     UserError,
+    WorkerCrashedError,
 )
 
 __all__ = [
@@ -86,68 +89,6 @@ class RetryPolicy:
     def max_query_runs(self) -> int:
         """Most runs of the whole query."""
         return 1 + self.query_retry_attempts if self.kind == "QUERY" else 1
-
-
-class QueryFailedError(ExchangeStoreError):
-    """A query failed for good: the message names the stage, task, attempts and last cause.
-
-    Attributes:
-        stage_id: The stage of the task that failed last.
-        task_id: That task's partition number.
-        attempts: How many times the task (or, under QUERY, the query) ran.
-        cause: The last failure.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        stage_id: str | None = None,
-        task_id: int | None = None,
-        attempts: int = 0,
-        cause: BaseException | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.stage_id = stage_id
-        self.task_id = task_id
-        self.attempts = attempts
-        self.cause = cause
-
-
-class WorkerCrashedError(ExchangeStoreError):
-    """The process running a task attempt died without reporting (SIGKILL, OOM killer...)."""
-
-
-class TaskTimeoutError(ExchangeStoreError, TimeoutError):
-    """A task attempt ran longer than ``task.timeout`` and was killed."""
-
-
-class RemoteTaskError(ExchangeStoreError):
-    """A failure raised in a worker, carried back to the coordinator as text.
-
-    The original exception is classified in the worker (it may not unpickle on the
-    coordinator) and kept as its type name, message and traceback.
-
-    Attributes:
-        type_name: Qualified class name of the original exception.
-        retryable: What :func:`is_retryable` said about the original exception.
-        remote_traceback: The formatted traceback from the worker.
-    """
-
-    def __init__(
-        self, type_name: str, message: str, retryable: bool, remote_traceback: str = ""
-    ) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-        self.retryable = retryable
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (
-            RemoteTaskError,
-            (self.type_name, self.message, self.retryable, self.remote_traceback),
-        )
 
 
 # Errors that are a fact about the query, its configuration or its stored data: running the

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from exchange_store.errors import ExchangeStoreError, IntegrityError
+from exchange_store.errors import (
+    IntegrityError,
+    SnapshotExpiredError,
+    SnapshotIncompleteError,
+    SnapshotNotFoundError,
+    SnapshotStateError,
+    TooManyPendingSnapshotsError,
+)
 
 if TYPE_CHECKING:
     from exchange_store.snapshots.store import SnapshotStore
@@ -34,34 +41,6 @@ __all__ = [
 ]
 
 RECORD_VERSION = 1
-
-
-class SnapshotStateError(ExchangeStoreError):
-    """An operation does not fit the snapshot's state (expired, completed, incomplete, ...)."""
-
-
-class SnapshotExpiredError(SnapshotStateError):
-    """The snapshot expired (or was deleted); late writes and completion are refused."""
-
-
-class SnapshotIncompleteError(SnapshotStateError):
-    """complete() was called before every task committed.
-
-    Attributes:
-        missing: The task ids without a commit.
-    """
-
-    def __init__(self, message: str, missing: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.missing = missing
-
-
-class TooManyPendingSnapshotsError(SnapshotStateError):
-    """begin() found ``snapshot.max-concurrent`` unexpired pending snapshots for the job."""
-
-
-class SnapshotNotFoundError(ExchangeStoreError, LookupError):
-    """No such snapshot (or task in it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,7 @@ OPERATIONS: tuple[str, ...] = (
     "list",
     "delete",
     "delete_recursive",
+    "remove_empty_dir",
     "abort_multipart_uploads",
 )
 
@@ -597,6 +598,12 @@ class FaultyFileSystemClient(FileSystemClient):
 
     def _delete_recursive(self, native: str) -> None:
         self._call("delete_recursive", native, lambda: self.inner._delete_recursive(native))
+
+    def _remove_empty_dir(self, native: str) -> bool:
+        out: bool = self._call(
+            "remove_empty_dir", native, lambda: self.inner._remove_empty_dir(native)
+        )
+        return out
 
     def _abort_multipart_uploads(self, native: str, older_than: float | None) -> int:
         out: int = self._call(

@@ -32,9 +32,19 @@ def _files(tmp_path) -> list[str]:
     return sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.name != "_lease")
 
 
-def test_lost_manifest_response_then_cleanup_leaves_nothing_visible(tmp_path) -> None:
-    # The manifest lands, then every try reports failure: finish() raises, and the manifest
-    # it may have published is removed before anything else, so the attempt is not readable.
+def _read(manager: xs.ExchangeManager, exchange: xs.Exchange) -> list[bytes]:
+    exchange.all_required_sinks_finished()
+    source = manager.create_source(exchange.get_source_handles())
+    source.no_more_source_handles()
+    try:
+        return list(source)
+    finally:
+        source.close()
+
+
+def test_lost_manifest_response_is_read_back_as_committed(tmp_path) -> None:
+    # The manifest lands, then every try reports failure: finish() reads the manifest back,
+    # finds its own run named there, and reports the commit that did happen.
     plan = FaultPlan(
         (Fault("permanent", ops=("write_exclusive",), path="*/_manifest", after=True),)
     )
@@ -42,19 +52,34 @@ def test_lost_manifest_response_then_cleanup_leaves_nothing_visible(tmp_path) ->
     exchange, handle, instance = _one_attempt(manager, "q1")
     sink = manager.create_sink(instance)
     sink.add(0, b"row")
-    with pytest.raises(xs.StorageError):
+    receipt = sink.finish()
+    assert receipt.run_id == sink.run_id and receipt.records == 1
+    exchange.sink_finished(handle, 0, receipt)
+    assert _read(manager, exchange) == [b"row"]
+    exchange.close()
+    assert _files(tmp_path) == []
+
+
+def test_failed_manifest_write_leaves_nothing_visible(tmp_path) -> None:
+    plan = FaultPlan((Fault("permanent", ops=("write_exclusive",), path="*/_manifest"),))
+    manager = _manager(tmp_path, plan)
+    exchange, handle, instance = _one_attempt(manager, "q3")
+    sink = manager.create_sink(instance)
+    sink.add(0, b"row")
+    with pytest.raises(xs.StorageError, match="_manifest"):
         sink.finish()
     assert _files(tmp_path) == []
+    assert manager.committed_receipt(instance) is None
     with pytest.raises(xs.AttemptNotCommittedError):
         exchange.sink_finished(handle, 0)
     exchange.close()
 
 
-def test_manifest_that_cannot_be_removed_is_reported_unknown(tmp_path) -> None:
+def test_manifest_that_cannot_be_read_back_is_reported_unknown(tmp_path) -> None:
     plan = FaultPlan(
         (
             Fault("permanent", ops=("write_exclusive",), path="*/_manifest", after=True),
-            Fault("permanent", ops=("delete",), path="*/_manifest"),
+            Fault("permanent", ops=("read",), path="*/_manifest"),
         )
     )
     manager = _manager(tmp_path, plan)
@@ -63,12 +88,14 @@ def test_manifest_that_cannot_be_removed_is_reported_unknown(tmp_path) -> None:
     sink.add(0, b"row")
     with pytest.raises(xs.CommitStateUnknownError, match="may be committed"):
         sink.finish()
-    # Nothing was deleted on the basis of an unknown outcome: the committed attempt reads back.
-    exchange.sink_finished(handle, 0)
-    exchange.all_required_sinks_finished()
-    source = manager.create_source(exchange.get_source_handles())
-    source.no_more_source_handles()
-    assert list(source) == [b"row"]
-    source.close()
+    # Nothing was deleted on the basis of an unknown outcome. The manifest is readable to a
+    # client without the fault, so the coordinator's reader finds the commit.
+    plain = xs.ExchangeManager.from_properties(
+        {"exchange.base-directories": str(tmp_path)}, filesystems=None
+    )
+    receipt = plain.committed_receipt(instance)
+    assert receipt is not None and receipt.run_id == sink.run_id
+    exchange.sink_finished(handle, 0, receipt)
+    assert _read(manager, exchange) == [b"row"]
     exchange.close()
     assert _files(tmp_path) == []

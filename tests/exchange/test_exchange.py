@@ -389,7 +389,7 @@ def test_tampered_manifest_and_data(local_backend):
     with pytest.raises(IntegrityError):
         exchange.sink_finished(s0, 0)
     exchange.sink_finished(s1, 0)
-    data1 = next(f for f in files if "-1/0/data-0.xsf" in f)
+    data1 = next(f for f in files if "-1/0/" in f and f.endswith("/data-0.xsf"))
     raw = bytearray(_read(data1))
     raw[40] ^= 0x10
     _write(data1, bytes(raw))

@@ -139,7 +139,7 @@ def data_fuzz(tmp_path: Path, trials: int, seed: int, encryption: bool, figures)
     other = CommittedExchange(tmp_path, "other", encryption)  # another key, another context
     handles = ce.select()
     assert read_all(ce.manager, handles) == EXPECTED
-    selected = ce.files(0, 0, "data-*.xsf") + ce.files(1, 0, "data-*.xsf")
+    selected = ce.files(0, 0, "*/data-*.xsf") + ce.files(1, 0, "*/data-*.xsf")
     assert selected
     outcomes = Outcomes(figures, "corruption")
     for trial in range(trials):
@@ -154,11 +154,11 @@ def data_fuzz(tmp_path: Path, trials: int, seed: int, encryption: bool, figures)
             tp = 0 if "/0/" in str(target) else 1
             name = target.name
             candidates = {
-                "swap-attempt": ce.files(0, 1, "data-*.xsf"),
-                "swap-tp": ce.files(1 - tp, 0, "data-*.xsf")
+                "swap-attempt": ce.files(0, 1, "*/data-*.xsf"),
+                "swap-tp": ce.files(1 - tp, 0, "*/data-*.xsf")
                 if tp == 0
-                else ce.files(0, 0, "data-*.xsf"),
-                "swap-exchange": other.files(tp, 0, "data-*.xsf"),
+                else ce.files(0, 0, "*/data-*.xsf"),
+                "swap-exchange": other.files(tp, 0, "*/data-*.xsf"),
                 "swap-index": [f for f in selected if f != target],
             }[kind]
             same_name = [f for f in candidates if f.name == name]
