@@ -51,6 +51,7 @@ from exchange_store.exchange.layout import (
     lease_path,
     manifest_context,
     manifest_path,
+    query_dir,
     run_dir,
 )
 from exchange_store.exchange.manifest import Manifest, open_manifest, read_manifest
@@ -498,11 +499,13 @@ class Exchange:
                 self._lease.close()  # first, so no refresh re-creates a lease after the delete
             except ExchangeStoreError as exc:
                 errors.append(exc)
-        for directory in self._directories:
+        for base, directory in zip(self._config.base_directories, self._directories, strict=True):
             try:
                 if self._client.supports_multipart_cleanup:
                     self._client.abort_multipart_uploads(directory)
                 self._client.delete_recursive(directory)
+                # The query's directory goes too once its last exchange is gone.
+                self._client.prune_empty_dirs(query_dir(base, self._context.query_id), base)
             except ExchangeStoreError as exc:
                 errors.append(exc)
         if errors:

@@ -434,7 +434,7 @@ class QueryAttempt:
         if run.stage is self._final:
             self._dedup.add(task.task_id, outcome.results)
         else:
-            run.exchange.sink_finished(task.sink_handle, attempt_id)
+            run.exchange.sink_finished(task.sink_handle, attempt_id, outcome.receipt)
             run.bytes_spooled += outcome.bytes_written
         for other_id, other in list(task.running.items()):
             other.handle.kill()

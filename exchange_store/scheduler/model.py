@@ -359,6 +359,9 @@ class TaskOutcome:
         records_written: Records added to the sink.
         bytes_written: Bytes added to the sink (before compression).
         duration: Seconds the task ran in the worker.
+        receipt: The exchange sink's receipt (an ``ExchangeSinkReceipt``), when it wrote one.
+        reused: The attempt was already committed by an earlier run of the same instance, so
+            its work was skipped.
     """
 
     ok: bool
@@ -367,3 +370,5 @@ class TaskOutcome:
     records_written: int = 0
     bytes_written: int = 0
     duration: float = 0.0
+    receipt: Any = None
+    reused: bool = False

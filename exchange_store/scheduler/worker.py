@@ -199,6 +199,18 @@ def run_task(spec: TaskSpec, cancel_event: CancelFlag | None = None) -> TaskOutc
             from exchange_store.errors import ConfigurationError
 
             raise ConfigurationError("task needs an exchange manager but none is configured")
+        if spec.sink_instance is not None:
+            assert manager is not None
+            # The engine may run this very attempt again (Dask recomputes a lost key with the
+            # same arguments): a committed run is final, so its work is not done twice.
+            receipt = manager.committed_receipt(spec.sink_instance)
+            if receipt is not None:
+                return TaskOutcome(
+                    ok=True,
+                    duration=time.monotonic() - started,
+                    receipt=receipt,
+                    reused=True,
+                )
         inputs: dict[str, Any] = {}
         for stage_id, handles in spec.inputs:
             assert manager is not None
@@ -232,7 +244,7 @@ def run_task(spec: TaskSpec, cancel_event: CancelFlag | None = None) -> TaskOutc
             cancel_event=cancel_event,
         )
         spec.task(ctx)
-        sink.finish()
+        receipt = sink.finish()
     except Exception as exc:
         if sink is not None:
             with contextlib.suppress(Exception):
@@ -252,6 +264,7 @@ def run_task(spec: TaskSpec, cancel_event: CancelFlag | None = None) -> TaskOutc
         records_written=counting.records,
         bytes_written=counting.bytes,
         duration=time.monotonic() - started,
+        receipt=None if isinstance(sink, ResultSink) else receipt,
     )
 
 
