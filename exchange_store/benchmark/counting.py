@@ -8,6 +8,7 @@ another client's primitives, so confinement, retries and error translation still
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -41,11 +42,13 @@ class CountingFileSystemClient(FileSystemClient):
         calls: Operation name to number of calls.
         bytes_written: Bytes handed to streams and small-file writes.
         bytes_read: Bytes returned by reads.
+        latency: Seconds slept before each call (injected latency per request).
     """
 
-    def __init__(self, inner: FileSystemClient) -> None:
+    def __init__(self, inner: FileSystemClient, *, latency: float = 0.0) -> None:
         super().__init__(inner.roots, max_retries=inner.max_retries)
         self.inner = inner
+        self.latency = latency
         self.retry_wait = inner.retry_wait
         self.scheme = inner.scheme  # type: ignore[misc]
         self.supports_atomic_create = inner.supports_atomic_create  # type: ignore[misc]
@@ -57,7 +60,9 @@ class CountingFileSystemClient(FileSystemClient):
         self.bytes_read = 0
 
     def count(self, op: str, written: int = 0, read: int = 0) -> None:
-        """Record one call."""
+        """Record one call, after ``latency`` seconds (an object store's round trip)."""
+        if self.latency and op != "stream_write":  # a buffered write is no request
+            time.sleep(self.latency)
         with self._lock:
             self.calls[op] += 1
             self.bytes_written += written

@@ -128,9 +128,10 @@ def test_sink_finished_with_receipts_makes_no_storage_request(local_backend) -> 
     for t, handle in enumerate(sinks):
         instance = exchange.instantiate_sink(handle, 0)
         receipts.append(_write(manager, instance, records_for(t, 4, 10)).finish())
+
     def reads() -> int:  # the lease refresher may write meanwhile: count reads only
         calls = counting.snapshot()
-        return sum(calls.get(op, 0) for op in ("read", "read_range", "info", "list"))
+        return sum(calls.get(op, 0) for op in ("read_file", "read_range", "info", "list"))
 
     before = reads()
     for handle, receipt in zip(sinks, receipts, strict=True):
@@ -143,7 +144,7 @@ def test_sink_finished_with_receipts_makes_no_storage_request(local_backend) -> 
 
 
 def test_late_sink_after_close_raises_and_recreates_nothing(backend) -> None:
-    manager, exchange, sink, instance = _setup(backend, "runs6")
+    manager, exchange, _, instance = _setup(backend, "runs6")
     running = _write(manager, instance, records_for(4, 3, 20))  # started before close
     exchange.close()
     assert backend.files(manager) == []
