@@ -236,6 +236,8 @@ class ExchangeSink:
             if self._state != _OPEN:
                 raise InvalidArgumentError(f"add() on sink {self._name} after finish()")
             if self._error is not None:
+                if isinstance(self._error, ExchangeClosedError):
+                    return  # dropped: finish() reports the closed exchange
                 raise self._error
             buffer = self._buffers.get(partition_id)
             if buffer is None:

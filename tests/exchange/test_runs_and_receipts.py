@@ -151,9 +151,9 @@ def test_late_sink_after_close_raises_and_recreates_nothing(backend) -> None:
     with pytest.raises(xs.ExchangeClosedError, match="runs6/e"):
         running.finish()
     late = manager.create_sink(instance)  # a sink created after close
+    for p, r in records_for(5, 3, 400, size=4000):  # more than a block: the writer starts
+        late.add(p, r)
     with pytest.raises(xs.ExchangeClosedError):
-        for p, r in records_for(5, 3, 400, size=4000):
-            late.add(p, r)
         late.finish()
     late.abort()
     assert backend.files(manager) == []
