@@ -16,7 +16,7 @@ import argparse
 import json
 from typing import Any
 
-from exchange_store.exchange.bench import run_exchange_bench, run_memory_bench
+from exchange_store.benchmark.exchange import run_exchange_bench, run_memory_bench
 
 
 def _size(text: str) -> int:

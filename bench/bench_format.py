@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from exchange_store.format.bench import run_format_bench
+from exchange_store.benchmark.format import run_format_bench
 
 COLUMNS = [
     ("codec", "codec"),

@@ -17,14 +17,14 @@ import statistics
 import tempfile
 import time
 
-from exchange_store.scheduler.config import SchedulerConfig
-from exchange_store.scheduler.demo_query import (
+from exchange_store.demo.query import (
     DemoSpec,
     FailurePlan,
     build_demo_query,
     collect_result,
     reference_result,
 )
+from exchange_store.scheduler.config import SchedulerConfig
 from exchange_store.scheduler.model import StorageSpec
 from exchange_store.scheduler.retry import RetryPolicy
 from exchange_store.scheduler.runner import QueryRunner

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from exchange_store.errors import IntegrityError
-from exchange_store.exchange.layout import MANIFEST_NAME, parse_task_partition_dirname
+from exchange_store.exchange.paths import MANIFEST_NAME, parse_task_partition_dirname
 from exchange_store.filesystems.base import FileInfo, FileSystemClient, join
+from exchange_store.filesystems.lease import LEASE_NAME, LeaseRecord, read_lease
 from exchange_store.ids import ID_PATTERN
-from exchange_store.lease import LEASE_NAME, LeaseRecord, read_lease
 
 __all__ = [
     "MANIFEST_NAME",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from exchange_store.admin.inventory import newest_mtime
 from exchange_store.errors import IntegrityError, StorageError
 from exchange_store.filesystems.base import FileSystemClient
-from exchange_store.lease import read_lease
+from exchange_store.filesystems.lease import read_lease
 
 if TYPE_CHECKING:
     from exchange_store.admin.gc import GcFailure, GcItem
@@ -106,10 +106,10 @@ class SnapshotView:
     # ------------------------------------------------------------------ gc
 
     def _lease_alive(self, directory: str, now: float) -> bool:
-        from exchange_store.snapshots import layout
+        from exchange_store.snapshots import paths
 
         try:
-            lease = read_lease(self.client, layout.lease_path(directory))
+            lease = read_lease(self.client, paths.lease_path(directory))
         except IntegrityError:
             return False  # an unreadable lease protects nothing
         return lease is not None and not lease.expired(now)
@@ -196,14 +196,14 @@ class SnapshotView:
         self, job: str, now: float, dry_run: bool, older_than: float
     ) -> Iterator[GcItem]:
         from exchange_store.admin.gc import GcItem
-        from exchange_store.snapshots import layout
+        from exchange_store.snapshots import paths
 
         for entry in self.client.list(self.store.job_path(job)):
-            parsed = layout.parse_snapshot_dir(entry.name) if entry.is_dir else None
+            parsed = paths.parse_snapshot_dir(entry.name) if entry.is_dir else None
             if parsed is None:
                 continue
             names = {f.name for f in self.client.list(entry.path)}
-            if names & {layout.PENDING_NAME, layout.METADATA_NAME}:
+            if names & {paths.PENDING_NAME, paths.METADATA_NAME}:
                 continue
             newest, size, _files = newest_mtime(self.client, [entry.path])
             idle = None if newest is None else now - newest

@@ -1,6 +1,6 @@
 """``exchange-store demo``: a three-stage distributed aggregation with injected failures.
 
-Runs :mod:`exchange_store.scheduler.demo_query` on the configured executor (local processes by
+Runs :mod:`exchange_store.demo.query` on the configured executor (local processes by
 default) with the configured retry policy (TASK in the shipped etc), kills a worker with
 SIGKILL mid-task, makes a task fail with a transient storage error, makes one task slow so a
 speculative copy wins, and (with a failure rate above 0) wraps the exchange's filesystem client
@@ -24,16 +24,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from exchange_store.config import format_data_size, parse_data_size
-from exchange_store.errors import ConfigurationError, ExchangeStoreError
-from exchange_store.scheduler.config import EXECUTOR_TYPES, RETRY_POLICIES, SchedulerConfig
-from exchange_store.scheduler.demo_faults import count_injected, with_storage_faults
-from exchange_store.scheduler.demo_query import (
+from exchange_store.demo.faults import count_injected, with_storage_faults
+from exchange_store.demo.query import (
     DemoSpec,
     build_demo_query,
     collect_result,
     make_failure_plan,
     reference_result,
 )
+from exchange_store.errors import ConfigurationError, ExchangeStoreError
+from exchange_store.scheduler.config import EXECUTOR_TYPES, RETRY_POLICIES, SchedulerConfig
 from exchange_store.scheduler.model import StorageSpec
 from exchange_store.scheduler.retry import QueryFailedError, RetryPolicy
 from exchange_store.scheduler.runner import QueryResult, QueryRunner, SchedulerEvent

@@ -12,6 +12,7 @@ from exchange_store.codecs.lz4 import Lz4Codec
 from exchange_store.codecs.none import NoneCodec
 from exchange_store.codecs.registry import (
     codec_for_id,
+    codec_names,
     get_codec,
     get_codec_class,
     known_codecs,
@@ -25,6 +26,7 @@ __all__ = [
     "NoneCodec",
     "ZstdCodec",
     "codec_for_id",
+    "codec_names",
     "get_codec",
     "get_codec_class",
     "known_codecs",

@@ -1,31 +1,26 @@
-"""Codec names to codec classes: a lazy, read-only table plus entry points.
+"""Codec names to codec classes, on the package's one plugin registry.
 
-Built-in names map to ``"module:Class"`` strings that are imported on first use (as fsspec's
-``known_implementations``). Third parties add codecs with :func:`register_codec` or through
-the ``exchange_store.codecs`` entry-point group. Names are case-insensitive and stored upper
-case.
+Built-in names map to ``"module:Class"`` strings that are imported on first use. Third parties
+add codecs with :func:`register_codec` or through the ``exchange_store.codecs`` entry-point
+group; a registered codec is usable everywhere a codec name is (configuration, the format's
+codec ids). Names are case-insensitive and stored upper case.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import threading
 from collections.abc import Mapping
-from importlib.metadata import entry_points
-from types import MappingProxyType
 from typing import Any
 
 from exchange_store.codecs.base import Codec
-from exchange_store.errors import (
-    BackendNotInstalledError,
-    ConfigurationError,
-    InvalidArgumentError,
-)
+from exchange_store.errors import ConfigurationError, InvalidArgumentError
+from exchange_store.plugins import PluginEntry, PluginRegistry
 
 __all__ = [
+    "CODECS",
     "ENTRY_POINT_GROUP",
     "codec_for_id",
+    "codec_names",
     "get_codec",
     "get_codec_class",
     "known_codecs",
@@ -34,32 +29,26 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "exchange_store.codecs"
 
-_registry: dict[str, str | type[Codec]] = {
-    "NONE": "exchange_store.codecs.none:NoneCodec",
-    "LZ4": "exchange_store.codecs.lz4:Lz4Codec",
-    "ZSTD": "exchange_store.codecs.zstd:ZstdCodec",
-}
-_lock = threading.Lock()
-_entry_points_loaded = False
+CODECS: PluginRegistry[Codec] = PluginRegistry(
+    "compression codec",
+    Codec,
+    ENTRY_POINT_GROUP,
+    {
+        "NONE": "exchange_store.codecs.none:NoneCodec",
+        "LZ4": "exchange_store.codecs.lz4:Lz4Codec",
+        "ZSTD": "exchange_store.codecs.zstd:ZstdCodec",
+    },
+    normalize=str.upper,
+)
+_registry = CODECS._entries  # tests save and restore it
 
-known_codecs: Mapping[str, str | type[Codec]] = MappingProxyType(_registry)
-"""Read-only view of the registry: name -> ``"module:Class"`` or the class itself."""
+known_codecs: Mapping[str, PluginEntry[Codec]] = CODECS.view
+"""Read-only view of the registry: name -> entry (target, and the class once imported)."""
 
 
-def _allowed() -> str:
-    return ", ".join(sorted(_registry))
-
-
-def _load_entry_points() -> None:
-    global _entry_points_loaded
-    if _entry_points_loaded:
-        return
-    with _lock:
-        if _entry_points_loaded:
-            return
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            _registry.setdefault(ep.name.upper(), ep.value)
-        _entry_points_loaded = True
+def codec_names() -> list[str]:
+    """Every registered codec name (entry points included), sorted."""
+    return CODECS.names()
 
 
 def register_codec(name: str, target: str | type[Codec], *, clobber: bool = False) -> None:
@@ -74,22 +63,10 @@ def register_codec(name: str, target: str | type[Codec], *, clobber: bool = Fals
         InvalidArgumentError: the name is taken (and ``clobber`` is False), or ``target`` is
             neither a Codec subclass nor a ``"module:Class"`` string.
     """
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidArgumentError(f"invalid codec name {name!r}")
-    key = name.strip().upper()
-    if isinstance(target, str):
-        if ":" not in target:
-            raise InvalidArgumentError(
-                f"codec target {target!r} for {key} must be of the form 'module:Class'"
-            )
-    elif not (isinstance(target, type) and issubclass(target, Codec)):
-        raise InvalidArgumentError(f"codec target {target!r} for {key} is not a Codec class")
-    with _lock:
-        if key in _registry and not clobber and _registry[key] != target:
-            raise InvalidArgumentError(
-                f"codec {key} is already registered as {_registry[key]!r}; pass clobber=True"
-            )
-        _registry[key] = target
+    try:
+        CODECS.register(name, target, clobber=clobber)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(f"codec {name!r}: {exc}") from None
 
 
 def get_codec_class(name: str) -> type[Codec]:
@@ -99,29 +76,9 @@ def get_codec_class(name: str) -> type[Codec]:
         ConfigurationError: no codec of that name; the message lists the allowed names.
         BackendNotInstalledError: the codec's module cannot be imported.
     """
-    key = name.strip().upper() if isinstance(name, str) else name
-    if key not in _registry:
-        _load_entry_points()
-    target = _registry.get(key) if isinstance(key, str) else None
-    if target is None:
-        raise ConfigurationError(f"unknown compression codec {name!r}; allowed: {_allowed()}")
-    if isinstance(target, type):
-        return target
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise BackendNotInstalledError(
-            f"codec {key} needs module {module_name!r}, which cannot be imported ({exc});"
-            " install the package that provides it"
-        ) from exc
-    cls = getattr(module, attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, Codec)):
-        raise ConfigurationError(f"codec {key}: {target!r} is not a Codec class")
-    with _lock:
-        if _registry.get(key) == target:
-            _registry[key] = cls
-    return cls
+    if not isinstance(name, str):
+        raise ConfigurationError(f"unknown compression codec {name!r}; allowed: {codec_names()}")
+    return CODECS.get_class(name)
 
 
 def get_codec(name: str, **params: Any) -> Codec:
@@ -146,9 +103,9 @@ def get_codec(name: str, **params: Any) -> Codec:
 
 def codec_for_id(codec_id: int) -> type[Codec] | None:
     """The registered class whose ``codec_id`` is ``codec_id`` (loading lazy entries), or None."""
-    for key in list(_registry):
+    for name in codec_names():
         try:
-            cls = get_codec_class(key)
+            cls = get_codec_class(name)
         except Exception:
             continue
         if cls.codec_id == codec_id:

@@ -8,7 +8,7 @@ file, the line, the key, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +30,8 @@ class Key:
         kind: How the value is parsed.
         default: The typed value when the key is absent (None: no value).
         choices: Allowed values for ``enum`` (matched case-insensitively, returned as listed).
+        choices_from: Or a function giving them when a value is parsed (a plugin registry's
+            names, so that a codec registered by another package is accepted).
         minimum: Smallest allowed number (for int, float, size, duration).
         maximum: Largest allowed number.
         doc: One line for the README's configuration reference.
@@ -42,6 +44,7 @@ class Key:
     kind: KeyKind
     default: Any = None
     choices: tuple[str, ...] = ()
+    choices_from: Callable[[], Sequence[str]] | None = None
     minimum: float | None = None
     maximum: float | None = None
     doc: str = ""
@@ -52,13 +55,13 @@ class Key:
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"unknown key kind {self.kind!r} for {self.name}")
-        if self.kind == "enum" and not self.choices:
+        if self.kind == "enum" and not self.choices and self.choices_from is None:
             raise ValueError(f"enum key {self.name} needs choices")
 
     def allowed(self) -> str:
         """Describe the allowed values for an error message."""
         if self.kind == "enum":
-            return " | ".join(self.choices)
+            return " | ".join(self.options())
         described = {
             "string": "a string",
             "int": "an integer",
@@ -74,6 +77,10 @@ class Key:
         if self.maximum is not None:
             bounds.append(f"<= {self.show(self.maximum)}")
         return described + (f" ({', '.join(bounds)})" if bounds else "")
+
+    def options(self) -> tuple[str, ...]:
+        """The allowed values of an ``enum`` key."""
+        return tuple(self.choices_from()) if self.choices_from is not None else self.choices
 
     def show(self, number: float) -> str:
         """Render a bound in this key's units (``16MB``, ``250ms``, ``4``)."""
@@ -96,9 +103,10 @@ class Key:
                 raise ConfigurationError("expected true or false")
             value = text.lower() == "true"
         elif self.kind == "enum":
-            match = next((c for c in self.choices if c.lower() == text.lower()), None)
+            options = self.options()
+            match = next((c for c in options if c.lower() == text.lower()), None)
             if match is None:
-                raise ConfigurationError(f"expected one of {' | '.join(self.choices)}")
+                raise ConfigurationError(f"expected one of {' | '.join(options)}")
             value = match
         elif self.kind == "int":
             try:

@@ -2,7 +2,7 @@
 
 Coordinator: :class:`ExchangeManager` -> :class:`Exchange` (sinks, attempts, deduplication,
 source handles). Workers: :class:`ExchangeSink` writes one attempt, :class:`ExchangeSource`
-reads source handles. Layout on storage: :mod:`exchange_store.exchange.layout`.
+reads source handles. Layout on storage: :mod:`exchange_store.exchange.paths`.
 """
 
 from __future__ import annotations

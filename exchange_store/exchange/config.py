@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exchange_store.codecs import get_codec
+from exchange_store.codecs import codec_names, get_codec
 from exchange_store.config import Key, Schema
 from exchange_store.config.fields import Locator, base_directories, filesystem_name
 from exchange_store.errors import ConfigurationError
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 CODECS = ("NONE", "LZ4", "ZSTD")
+"""The built-in codecs; any codec registered with ``register_codec`` is accepted too."""
 DEFAULT_FILESYSTEM_NAME = "exchange"
 _MB = 1 << 20
 
@@ -64,7 +65,7 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             COMPRESSION_CODEC,
             "enum",
             None,
-            choices=CODECS,
+            choices_from=codec_names,
             doc="Block compression: NONE, LZ4 (default) or ZSTD.",
         ),
         Key(
@@ -288,7 +289,7 @@ class ExchangeManagerConfig:
             raise ConfigurationError(
                 f"{where(COMPRESSION_ENABLED)}: {COMPRESSION_ENABLED}={str(enabled).lower()} "
                 f"conflicts with {COMPRESSION_CODEC}={codec} ({where(COMPRESSION_CODEC)}); "
-                f"set only {COMPRESSION_CODEC} (allowed: {' | '.join(CODECS)})"
+                f"set only {COMPRESSION_CODEC} (allowed: {' | '.join(codec_names())})"
             )
         level = parsed[COMPRESSION_LEVEL]
         if level is not None and codec != "ZSTD":

@@ -42,7 +42,8 @@ from exchange_store.exchange.handles import (
     SourceFile,
     pack_source_files,
 )
-from exchange_store.exchange.layout import (
+from exchange_store.exchange.manifest import Manifest, open_manifest, read_manifest
+from exchange_store.exchange.paths import (
     attempt_dir,
     base_directory_for,
     data_file_context,
@@ -54,11 +55,10 @@ from exchange_store.exchange.layout import (
     query_dir,
     run_dir,
 )
-from exchange_store.exchange.manifest import Manifest, open_manifest, read_manifest
 from exchange_store.filesystems.base import FileSystemClient
+from exchange_store.filesystems.lease import Lease
 from exchange_store.format import BlockRef
 from exchange_store.ids import check_non_negative_int
-from exchange_store.lease import Lease
 
 if TYPE_CHECKING:
     from exchange_store.exchange.config import ExchangeManagerConfig

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from exchange_store.errors import IntegrityError
-from exchange_store.exchange.layout import (
+from exchange_store.exchange.paths import (
     attempt_dir,
     base_directory_for,
     data_file_context,
@@ -21,8 +21,8 @@ from exchange_store.exchange.layout import (
     run_dir,
 )
 from exchange_store.format import BlockRef
-from exchange_store.format.layout import decode_varint, encode_varint
 from exchange_store.format.model import decode_blocks, encode_blocks
+from exchange_store.format.structs import decode_varint, encode_varint
 from exchange_store.ids import check_id, check_non_negative_int
 
 __all__ = [

@@ -32,8 +32,8 @@ from exchange_store.exchange.handles import (
     ExchangeSourceHandle,
     SourceFile,
 )
-from exchange_store.exchange.layout import manifest_context, manifest_path
 from exchange_store.exchange.manifest import read_manifest
+from exchange_store.exchange.paths import manifest_context, manifest_path
 from exchange_store.exchange.sink import ExchangeSink
 from exchange_store.exchange.source import ExchangeSource
 from exchange_store.filesystems.base import FileSystemClient

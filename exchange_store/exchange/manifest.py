@@ -28,7 +28,7 @@ from typing import Any
 
 from exchange_store.errors import IntegrityError, InvalidArgumentError
 from exchange_store.exchange.handles import ExchangeSinkReceipt
-from exchange_store.exchange.layout import check_run_id
+from exchange_store.exchange.paths import check_run_id
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.format import FileSummary, seal, unseal
 

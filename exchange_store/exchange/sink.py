@@ -44,7 +44,13 @@ from exchange_store.errors import (
 )
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSinkInstanceHandle, ExchangeSinkReceipt
-from exchange_store.exchange.layout import (
+from exchange_store.exchange.manifest import (
+    Manifest,
+    ManifestFile,
+    read_manifest,
+    write_manifest,
+)
+from exchange_store.exchange.paths import (
     data_file_context,
     data_file_name,
     data_file_path,
@@ -54,12 +60,6 @@ from exchange_store.exchange.layout import (
     new_run_id,
     query_dir,
     run_dir,
-)
-from exchange_store.exchange.manifest import (
-    Manifest,
-    ManifestFile,
-    read_manifest,
-    write_manifest,
 )
 from exchange_store.filesystems.base import FileSystemClient, OutputStream
 from exchange_store.format import RecordFileWriter

@@ -11,11 +11,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from exchange_store.codecs.aes import TAG_SIZE, derive_key, nonce_for
 from exchange_store.codecs.base import Codec
 from exchange_store.codecs.registry import codec_for_id
+from exchange_store.crypto.aes import TAG_SIZE, derive_key, nonce_for
 from exchange_store.errors import IntegrityError, InvalidArgumentError
-from exchange_store.format.layout import (
+from exchange_store.format.model import BlockRef
+from exchange_store.format.structs import (
     BLOCK_COMPRESSED,
     BLOCK_ENCRYPTED,
     BLOCK_FLAGS_KNOWN,
@@ -29,7 +30,6 @@ from exchange_store.format.layout import (
     VERSION,
     crc,
 )
-from exchange_store.format.model import BlockRef
 
 __all__ = ["FileKeys", "build_record_section", "check_context", "decode_block_view", "encode_block"]
 

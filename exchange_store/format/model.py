@@ -6,11 +6,11 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from exchange_store.codecs.aes import check_key
 from exchange_store.codecs.base import Codec
 from exchange_store.codecs.lz4 import Lz4Codec
+from exchange_store.crypto.aes import check_key
 from exchange_store.errors import IntegrityError, InvalidArgumentError
-from exchange_store.format.layout import (
+from exchange_store.format.structs import (
     CRC,
     FILE_ID_SIZE,
     crc,

@@ -23,7 +23,8 @@ from exchange_store.format.block import (
     check_file_id,
     decode_block_view,
 )
-from exchange_store.format.layout import (
+from exchange_store.format.model import BlockRef, FileSummary, FormatOptions, decode_blocks
+from exchange_store.format.structs import (
     END_MAGIC,
     FILE_ENCRYPTED,
     FILE_FLAGS_KNOWN,
@@ -35,7 +36,6 @@ from exchange_store.format.layout import (
     VERSION,
     crc,
 )
-from exchange_store.format.model import BlockRef, FileSummary, FormatOptions, decode_blocks
 from exchange_store.format.writer import footer_auth
 
 __all__ = [

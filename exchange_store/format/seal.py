@@ -20,11 +20,11 @@ import struct
 
 from cryptography.exceptions import InvalidTag
 
-from exchange_store.codecs.aes import TAG_SIZE, check_key, derive_cipher
+from exchange_store.crypto.aes import TAG_SIZE, check_key, derive_cipher
 from exchange_store.errors import IntegrityError
 from exchange_store.format.block import Buffer, check_context
-from exchange_store.format.layout import CRC, crc
 from exchange_store.format.reader import UnknownFormatVersionError
+from exchange_store.format.structs import CRC, crc
 
 __all__ = ["SEAL_MAGIC", "seal", "unseal"]
 

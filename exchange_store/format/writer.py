@@ -29,7 +29,8 @@ from exchange_store.format.block import (
     check_context,
     encode_block,
 )
-from exchange_store.format.layout import (
+from exchange_store.format.model import BlockRef, FileSummary, FormatOptions, encode_blocks
+from exchange_store.format.structs import (
     END_MAGIC,
     FILE_ENCRYPTED,
     FILE_HEADER,
@@ -44,7 +45,6 @@ from exchange_store.format.layout import (
     crc,
     seeded_crc,
 )
-from exchange_store.format.model import BlockRef, FileSummary, FormatOptions, encode_blocks
 
 __all__ = ["RecordFileWriter", "RecordStreamWriter", "WritableStream"]
 

@@ -1,6 +1,6 @@
 """Task-state snapshots on a shared filesystem (openLooKeng task snapshots, Flink checkpoints).
 
-See :class:`SnapshotStore` for the workflow and :mod:`exchange_store.snapshots.layout` for what
+See :class:`SnapshotStore` for the workflow and :mod:`exchange_store.snapshots.paths` for what
 is stored where.
 """
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exchange_store.codecs import codec_names
 from exchange_store.config import Key, Schema
 from exchange_store.config.fields import Locator, base_directories, filesystem_name
 from exchange_store.errors import ConfigurationError
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 CODECS = ("NONE", "LZ4", "ZSTD")
+"""The built-in codecs; any codec registered with ``register_codec`` is accepted too."""
 _MB = 1 << 20
 
 FILESYSTEM_TYPE = "snapshot-filesystem-type"
@@ -88,7 +90,7 @@ SNAPSHOT_STORE_SCHEMA = Schema(
             COMPRESSION_CODEC,
             "enum",
             "LZ4",
-            choices=CODECS,
+            choices_from=codec_names,
             doc="Block compression of task state: NONE, LZ4 or ZSTD.",
         ),
         Key(

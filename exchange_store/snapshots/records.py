@@ -18,7 +18,7 @@ from exchange_store.errors import IntegrityError, StorageFileNotFoundError
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.format import seal, unseal
 from exchange_store.ids import ID_PATTERN
-from exchange_store.snapshots import layout
+from exchange_store.snapshots import paths
 from exchange_store.snapshots.model import (
     RECORD_VERSION,
     CommitRecord,
@@ -86,18 +86,18 @@ class SnapshotRecords:
 
     def write_pending(self, directory: str, record: PendingRecord) -> None:
         """Create the begin record (exclusively)."""
-        context = layout.context_for(record.job_id, record.snapshot_id, layout.PENDING_NAME)
+        context = paths.context_for(record.job_id, record.snapshot_id, paths.PENDING_NAME)
         self._client.write_exclusive(
-            layout.pending_path(directory), self._seal(record.to_json(), context)
+            paths.pending_path(directory), self._seal(record.to_json(), context)
         )
 
     def read_pending(self, directory: str, job_id: str, snapshot_id: int) -> PendingRecord | None:
         """The begin record, or None when there is none."""
-        path = layout.pending_path(directory)
+        path = paths.pending_path(directory)
         data = self.read_optional(path)
         if data is None:
             return None
-        context = layout.context_for(job_id, snapshot_id, layout.PENDING_NAME)
+        context = paths.context_for(job_id, snapshot_id, paths.PENDING_NAME)
         raw = self._unseal(data, context, path, "pending")
         try:
             record = PendingRecord.from_json(raw)
@@ -118,8 +118,8 @@ class SnapshotRecords:
             CommitConflictError: another attempt of the task committed first.
         """
         task_id = record.file.task_id
-        marker = layout.commit_marker_path(directory, task_id)
-        context = layout.context_for(job_id, snapshot_id, f"{task_id}{layout.COMMIT_SUFFIX}")
+        marker = paths.commit_marker_path(directory, task_id)
+        context = paths.context_for(job_id, snapshot_id, f"{task_id}{paths.COMMIT_SUFFIX}")
         self._client.write_exclusive(marker, self._seal(record.to_json(), context))
         return marker
 
@@ -138,15 +138,15 @@ class SnapshotRecords:
         listing = self._client.list(directory)
         sizes = {info.name: info.size for info in listing if not info.is_dir}
         for info in listing:
-            if info.is_dir or not info.name.endswith(layout.COMMIT_SUFFIX):
+            if info.is_dir or not info.name.endswith(paths.COMMIT_SUFFIX):
                 continue
-            task_id = info.name[: -len(layout.COMMIT_SUFFIX)]
+            task_id = info.name[: -len(paths.COMMIT_SUFFIX)]
             if not ID_PATTERN.fullmatch(task_id):
                 continue
             data = self.read_optional(info.path)
             if data is None:
                 continue
-            context = layout.context_for(job_id, snapshot_id, info.name)
+            context = paths.context_for(job_id, snapshot_id, info.name)
             raw = self._unseal(data, context, info.path, "commit")
             try:
                 record = CommitRecord.from_json(raw)
@@ -204,18 +204,18 @@ class SnapshotRecords:
     def _write_outcome(
         self, directory: str, job_id: str, snapshot_id: int, body: Mapping[str, Any]
     ) -> None:
-        context = layout.context_for(job_id, snapshot_id, layout.METADATA_NAME)
-        self._client.write_exclusive(layout.metadata_path(directory), self._seal(body, context))
+        context = paths.context_for(job_id, snapshot_id, paths.METADATA_NAME)
+        self._client.write_exclusive(paths.metadata_path(directory), self._seal(body, context))
 
     def read_outcome(
         self, directory: str, job_id: str, snapshot_id: int, savepoint: bool
     ) -> Outcome | None:
         """The snapshot's outcome, or None while it is pending (or gone)."""
-        path = layout.metadata_path(directory)
+        path = paths.metadata_path(directory)
         data = self.read_optional(path)
         if data is None:
             return None
-        context = layout.context_for(job_id, snapshot_id, layout.METADATA_NAME)
+        context = paths.context_for(job_id, snapshot_id, paths.METADATA_NAME)
         raw = self._unseal(data, context, path, OUTCOME_KIND)
         try:
             if raw["job_id"] != job_id or int(raw["snapshot_id"]) != snapshot_id:

@@ -9,7 +9,7 @@ with :meth:`SnapshotStore.restore` and reads each task's state back.
 
 Everything is derived from storage, nothing from memory: ids are allocated with exclusive
 markers, completion and expiry race for one exclusive ``_metadata`` file (the first wins), and
-a completed snapshot never changes. See :mod:`exchange_store.snapshots.layout` for the layout.
+a completed snapshot never changes. See :mod:`exchange_store.snapshots.paths` for the layout.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from exchange_store.errors import (
     StorageFileNotFoundError,
 )
 from exchange_store.filesystems.base import FileSystemClient, join
+from exchange_store.filesystems.lease import Lease
 from exchange_store.format import (
     FormatOptions,
     RecordStreamWriter,
@@ -42,8 +43,7 @@ from exchange_store.format import (
     read_summary,
 )
 from exchange_store.ids import ID_PATTERN, check_id
-from exchange_store.lease import Lease
-from exchange_store.snapshots import layout
+from exchange_store.snapshots import paths
 from exchange_store.snapshots.config import SnapshotStoreConfig, build_client
 from exchange_store.snapshots.keys import KEY_SIZE, no_key_message, resolve_key
 from exchange_store.snapshots.model import (
@@ -216,10 +216,10 @@ class SnapshotStore:
     def job_path(self, job_id: str) -> str:
         """The directory of ``job_id``."""
         check_id(job_id, "job_id")
-        return layout.job_dir(layout.choose_base(self.config.base_directories, job_id), job_id)
+        return paths.job_dir(paths.choose_base(self.config.base_directories, job_id), job_id)
 
     def _base(self, job_id: str) -> str:
-        return layout.choose_base(self.config.base_directories, check_id(job_id, "job_id"))
+        return paths.choose_base(self.config.base_directories, check_id(job_id, "job_id"))
 
     # ------------------------------------------------------------------ records
 
@@ -239,7 +239,7 @@ class SnapshotStore:
         """Every snapshot directory of the job, oldest first, with what it holds."""
         entries: list[_Entry] = []
         for info in self._client.list(self.job_path(job_id)):
-            parsed = layout.parse_snapshot_dir(info.name)
+            parsed = paths.parse_snapshot_dir(info.name)
             if parsed is None or not info.is_dir:
                 continue
             directory = info.path
@@ -260,7 +260,7 @@ class SnapshotStore:
         check_id(job_id, "job_id")
         base = self._base(job_id)
         for savepoint in (False, True):
-            directory = layout.snapshot_dir(base, job_id, snapshot_id, savepoint)
+            directory = paths.snapshot_dir(base, job_id, snapshot_id, savepoint)
             if self._client.exists(directory):
                 return directory, savepoint
         raise SnapshotNotFoundError(f"no snapshot {snapshot_id} of job {job_id!r} under {base}")
@@ -306,14 +306,14 @@ class SnapshotStore:
                 )
             base = self._base(job_id)
             snapshot_id = self._allocate_id(base, job_id, savepoint, now)
-            directory = layout.snapshot_dir(base, job_id, snapshot_id, savepoint)
+            directory = paths.snapshot_dir(base, job_id, snapshot_id, savepoint)
             record = PendingRecord(
                 job_id, snapshot_id, savepoint, tasks, now, now + self.config.timeout, self._owner
             )
             self._records.write_pending(directory, record)
             lease = Lease(
                 self._client,
-                [layout.lease_path(directory)],
+                [paths.lease_path(directory)],
                 f"snapshot {job_id}/{snapshot_id}",
                 self.config.lease_ttl,
             )
@@ -329,14 +329,14 @@ class SnapshotStore:
         """Claim the next snapshot id with an exclusive marker (markers are never reused)."""
         existing = [
             n
-            for info in self._client.list(layout.ids_dir(base, job_id))
-            if (n := layout.parse_id_marker(info.name)) is not None
+            for info in self._client.list(paths.ids_dir(base, job_id))
+            if (n := paths.parse_id_marker(info.name)) is not None
         ]
         candidate = max(existing, default=0) + 1
         body = encode_json({"savepoint": savepoint, "created_at": now, "owner": self._owner})
         for _ in range(10_000):
             try:
-                self._client.write_exclusive(layout.id_marker_path(base, job_id, candidate), body)
+                self._client.write_exclusive(paths.id_marker_path(base, job_id, candidate), body)
                 return candidate
             except CommitConflictError:
                 candidate += 1  # another coordinator took it: try the next one
@@ -390,7 +390,7 @@ class SnapshotStore:
             raise SnapshotStateError(
                 f"refusing state of {self._what(h)}: the snapshot is completed (immutable)"
             )
-        if not self._client.exists(layout.pending_path(h.directory)):
+        if not self._client.exists(paths.pending_path(h.directory)):
             raise SnapshotExpiredError(
                 f"refusing state of {self._what(h)}: the snapshot no longer exists ({h.directory})"
             )
@@ -412,9 +412,9 @@ class SnapshotStore:
         self._client.check_path(handle.directory)
         self._check_open(handle)
         attempt = uuid.uuid4().hex[:16]
-        path = layout.state_path(handle.directory, handle.task_id, attempt)
+        path = paths.state_path(handle.directory, handle.task_id, attempt)
         options = self._options(handle.codec, handle.block_size, handle.key)
-        context = layout.context_for(handle.job_id, handle.snapshot_id, handle.task_id)
+        context = paths.context_for(handle.job_id, handle.snapshot_id, handle.task_id)
         stream = self._client.create(path)
         try:
             writer = RecordStreamWriter(stream, options, context)
@@ -443,7 +443,7 @@ class SnapshotStore:
         except BaseException:
             self._client.delete(path)
             raise
-        marker = layout.commit_marker_path(h.directory, h.task_id)
+        marker = paths.commit_marker_path(h.directory, h.task_id)
         record = CommitRecord(TaskFile(h.task_id, name, length, h.codec), self._clock())
         try:
             self._records.write_commit(h.directory, h.job_id, h.snapshot_id, record)
@@ -556,7 +556,7 @@ class SnapshotStore:
             if lease is not None:
                 lease.close()
             else:
-                self._client.delete(layout.lease_path(directory))
+                self._client.delete(paths.lease_path(directory))
         except Exception as exc:
             _log.warning("could not remove the lease of %s: %s", directory, exc)
 
@@ -565,7 +565,7 @@ class SnapshotStore:
         keep = {f.file for f in files}
         try:
             for info in self._client.list(directory):
-                if layout.parse_state_file(info.name) and info.name not in keep:
+                if paths.parse_state_file(info.name) and info.name not in keep:
                     self._client.delete(info.path)
         except Exception as exc:
             _log.warning("could not clean up %s: %s", directory, exc)
@@ -582,8 +582,8 @@ class SnapshotStore:
             return False  # completion (or another expiry) won
         self._release(directory)
         with contextlib.suppress(CommitConflictError):
-            self._client.write_exclusive(layout.expired_path(directory), b"")
-        keep = {layout.PENDING_NAME, layout.METADATA_NAME, layout.EXPIRED_NAME}
+            self._client.write_exclusive(paths.expired_path(directory), b"")
+        keep = {paths.PENDING_NAME, paths.METADATA_NAME, paths.EXPIRED_NAME}
         for info in self._client.list(directory):
             if info.name not in keep:
                 if info.is_dir:
@@ -719,7 +719,7 @@ class SnapshotStore:
                 (raised while iterating; no wrong byte is ever returned).
         """
         check_id(task_id, "task_id")
-        directory = snapshot.path or layout.snapshot_dir(
+        directory = snapshot.path or paths.snapshot_dir(
             self._base(snapshot.job_id),
             snapshot.job_id,
             snapshot.snapshot_id,
@@ -741,7 +741,7 @@ class SnapshotStore:
             )
         path = join(directory, match.file)
         options = self._options(match.codec, self.config.block_size, self._key)
-        context = layout.context_for(snapshot.job_id, snapshot.snapshot_id, task_id)
+        context = paths.context_for(snapshot.job_id, snapshot.snapshot_id, task_id)
         return self._checked_stream(path, options, context, match.length)
 
     def _checked_stream(
@@ -837,7 +837,7 @@ class SnapshotStore:
         for d in mine:
             self._release(d)
         for base in self.config.base_directories:
-            self._client.delete_recursive(layout.job_dir(base, job_id))
+            self._client.delete_recursive(paths.job_dir(base, job_id))
 
     def close(self) -> None:
         """Stop every lease this store holds and release the client. Idempotent.

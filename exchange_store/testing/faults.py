@@ -307,11 +307,12 @@ def faulty_properties(
 ) -> dict[str, str]:
     """The ``etc/filesystem`` properties of a fault client wrapping ``inner_properties``.
 
-    The ``faulty`` type must be registered in the process that loads them
-    (:func:`register_faulty_filesystem`).
+    The type is given as this class's ``"module:Class"`` path, so any process can load them
+    without registering anything (the short name ``faulty`` needs
+    :func:`register_faulty_filesystem`).
     """
     props = {k: v for k, v in inner_properties.items() if k != "fs.client.type"}
-    props["fs.client.type"] = FAULTY_TYPE
+    props["fs.client.type"] = f"{__name__}:FaultyFileSystemClient"
     props[INNER_TYPE_KEY] = inner_properties.get("fs.client.type", "local")
     props[PLAN_KEY] = plan.to_json()
     if op_log_file:

@@ -16,8 +16,8 @@ from exchange_store.admin.storage import ExchangeStorage, exchange_storage_from_
 from exchange_store.benchmark.counting import CountingFileSystemClient
 from exchange_store.cli.main import main
 from exchange_store.filesystems.base import FileSystemClient, join
+from exchange_store.filesystems.lease import LeaseRecord, read_lease
 from exchange_store.filesystems.local import LocalFileSystemClient
-from exchange_store.lease import LeaseRecord, read_lease
 
 from .conftest import write_etc
 

@@ -51,7 +51,7 @@ def test_compression_keys(tmp_path, props, expected):
         ({"exchange.compresion-codec": "LZ4"}, ["exchange.compresion-codec", "did you mean"]),
         (
             {"exchange.compression-codec": "GZIP"},
-            ["exchange.compression-codec", "NONE | LZ4 | ZSTD"],
+            ["exchange.compression-codec", "LZ4 | NONE | ZSTD"],
         ),
         (
             {"exchange.compression-codec": "ZSTD", "exchange.compression-enabled": "false"},

@@ -18,8 +18,8 @@ from exchange_store.errors import (
 )
 from exchange_store.exchange.exchange import AttemptNotCommittedError, ExchangeStateError
 from exchange_store.exchange.handles import ExchangeContext
-from exchange_store.exchange.layout import parse_exchange_path
-from exchange_store.lease import read_lease
+from exchange_store.exchange.paths import parse_exchange_path
+from exchange_store.filesystems.lease import read_lease
 
 from ._helpers import (
     by_partition,

@@ -8,7 +8,7 @@ import pytest
 
 from exchange_store.errors import ConfigurationError
 from exchange_store.filesystems.base import FileSystemClient
-from exchange_store.filesystems.generic import (
+from exchange_store.filesystems.fsspec import (
     FsspecFileSystemClient,
     MemoryFsspecFileSystemClient,
     fsspec_options,

@@ -21,7 +21,7 @@ from exchange_store.format import (
     seal,
     unseal,
 )
-from exchange_store.format.layout import HEADER_SIZE, TRAILER_SIZE, crc
+from exchange_store.format.structs import HEADER_SIZE, TRAILER_SIZE, crc
 
 SMALL_BLOCKS = [(0, [b"alpha", b""]), (1, [b"beta" * 4]), (0, [b"gamma"])]
 PLAIN = FormatOptions(codec=Lz4Codec(), workers=0)

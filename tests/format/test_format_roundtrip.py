@@ -23,7 +23,7 @@ from exchange_store.format import (
     read_stream,
     read_summary,
 )
-from exchange_store.format.layout import HEADER_SIZE, TRAILER_SIZE
+from exchange_store.format.structs import HEADER_SIZE, TRAILER_SIZE
 
 CODECS: list[Codec] = [NoneCodec(), Lz4Codec(), ZstdCodec()]
 KEYS = [None, KEY]

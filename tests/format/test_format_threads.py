@@ -13,7 +13,7 @@ from exchange_store.codecs import Lz4Codec, NoneCodec, ZstdCodec
 from exchange_store.errors import IntegrityError
 from exchange_store.format import FormatOptions, RecordFileWriter, read_file, read_partition
 from exchange_store.format import block as block_module
-from exchange_store.format.layout import BLOCK_HEADER, CRC
+from exchange_store.format.structs import BLOCK_HEADER, CRC
 
 BLOCKS = [(0, [bytes([i]) * 3000, b"tail %d" % i]) for i in range(40)]
 

@@ -49,7 +49,7 @@ def sink_ops(backend, tmp_path) -> list[Any]:
 
 
 def _manifest_exists(client, instance) -> bool:
-    from exchange_store.exchange.layout import manifest_path
+    from exchange_store.exchange.paths import manifest_path
 
     return client.exists(manifest_path(instance.attempt_directory))
 

@@ -334,7 +334,7 @@ def test_registry_type_faulty_from_properties(local_root, tmp_path):
         ),
         (
             {"fs.client.type": "faulty", "faulty.inner-type": "nfs"},
-            "'nfs' is not a known filesystem client type",
+            "unknown filesystem client type 'nfs'",
         ),
     ],
 )

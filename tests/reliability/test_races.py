@@ -136,7 +136,7 @@ def process_trial(backend, tmp_path, rng: random.Random, trial: int, figures, at
     exchange = new_exchange(manager, "raceq", f"p{trial}", PARTITIONS)
     sink = exchange.add_sink(0)
     exchange.no_more_sinks()
-    from exchange_store.exchange.layout import manifest_path
+    from exchange_store.exchange.paths import manifest_path
     from exchange_store.testing.faults import faulty_properties
 
     from ._harness import _sink_child

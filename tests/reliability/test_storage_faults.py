@@ -12,7 +12,7 @@ from exchange_store.errors import (
     StorageError,
     TransientStorageError,
 )
-from exchange_store.exchange.layout import manifest_path
+from exchange_store.exchange.paths import manifest_path
 from exchange_store.filesystems.registry import load_filesystem
 from exchange_store.testing.faults import (
     Fault,

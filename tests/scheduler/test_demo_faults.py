@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import exchange_store as xs
-from exchange_store.scheduler.demo_faults import count_injected, with_storage_faults
+from exchange_store.demo.faults import count_injected, with_storage_faults
 from exchange_store.scheduler.worker import open_exchange_manager
 from exchange_store.testing.faults import FaultyFileSystemClient
 

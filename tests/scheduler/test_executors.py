@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sched_tasks import Gen, Sum, config, files_under, read_runs
 
-from exchange_store.scheduler.demo_query import (
+from exchange_store.demo.query import (
     DemoSpec,
     FailurePlan,
     build_demo_query,

@@ -19,7 +19,7 @@ from exchange_store.snapshots import (
     SnapshotNotFoundError,
     SnapshotStateError,
     TooManyPendingSnapshotsError,
-    layout,
+    paths,
 )
 
 from ._child import write_forever
@@ -135,7 +135,7 @@ def test_expiry_with_injected_clock(make_store: StoreFactory, clock: Clock) -> N
     store.write_task_state(nxt.task_handle("t0"), b"fresh")
     assert nxt.complete().snapshot_id == 2
     # The tombstone goes once the newer snapshot completed.
-    assert not store.client.exists(layout.pending_path(pending.path))
+    assert not store.client.exists(paths.pending_path(pending.path))
 
 
 def test_commit_after_expiry_is_refused(make_store: StoreFactory, clock: Clock) -> None:
@@ -267,15 +267,15 @@ def test_restart_sees_the_same_snapshots(make_store: StoreFactory) -> None:
 
 
 def test_lease_is_kept_while_pending(make_store: StoreFactory) -> None:
-    from exchange_store.lease import read_lease
+    from exchange_store.filesystems.lease import read_lease
 
     store = make_store()
     pending = store.begin("job", ["t"])
-    lease = read_lease(store.client, layout.lease_path(pending.path))
+    lease = read_lease(store.client, paths.lease_path(pending.path))
     assert lease is not None and lease.owner == "snapshot job/1" and lease.pid == os.getpid()
     store.write_task_state(pending.task_handle("t"), b"x")
     pending.complete()
-    assert read_lease(store.client, layout.lease_path(pending.path)) is None
+    assert read_lease(store.client, paths.lease_path(pending.path)) is None
 
 
 def test_concurrent_begins_get_distinct_ids(make_store: StoreFactory) -> None:
@@ -396,16 +396,16 @@ def test_records_are_bound_to_their_place(make_store: StoreFactory) -> None:
             store.write_task_state(p.task_handle(t), t.encode())
         snaps.append(p.complete())
     # Snapshot 1's metadata copied over snapshot 2's: detected, not silently used.
-    meta = store.client.read_file(layout.metadata_path(snaps[0].path))
-    store.client.write_file(layout.metadata_path(snaps[1].path), meta)
+    meta = store.client.read_file(paths.metadata_path(snaps[0].path))
+    store.client.write_file(paths.metadata_path(snaps[1].path), meta)
     with pytest.raises(IntegrityError, match="chk-0000000002/_metadata"):
         make_store().list_snapshots("job")
     # Task a's commit marker passed off as task b's: detected at completion.
     p = store.begin("other", ["a", "b"])
     for t in ("a", "b"):
         store.write_task_state(p.task_handle(t), t.encode())
-    marker_a = store.client.read_file(layout.commit_marker_path(p.path, "a"))
-    store.client.delete(layout.commit_marker_path(p.path, "b"))
-    store.client.write_file(layout.commit_marker_path(p.path, "b"), marker_a)
+    marker_a = store.client.read_file(paths.commit_marker_path(p.path, "a"))
+    store.client.delete(paths.commit_marker_path(p.path, "b"))
+    store.client.write_file(paths.commit_marker_path(p.path, "b"), marker_a)
     with pytest.raises(IntegrityError, match=r"b\.commit"):
         p.complete()

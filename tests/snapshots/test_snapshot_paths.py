@@ -5,41 +5,41 @@ from __future__ import annotations
 import pytest
 
 from exchange_store.errors import InvalidArgumentError
-from exchange_store.snapshots import RetentionPolicy, Snapshot, layout
+from exchange_store.snapshots import RetentionPolicy, Snapshot, paths
 
 
 def test_layout_round_trips() -> None:
-    d = layout.snapshot_dir("s3://b/root", "job-1", 7, savepoint=False)
+    d = paths.snapshot_dir("s3://b/root", "job-1", 7, savepoint=False)
     assert d == "s3://b/root/job-1/chk-0000000007"
-    assert layout.snapshot_dir("/x", "j", 12, savepoint=True) == "/x/j/sp-0000000012"
-    assert layout.parse_snapshot_dir("chk-0000000007") == layout.SnapshotDirName(7, False)
-    assert layout.parse_snapshot_dir("sp-0000000012") == layout.SnapshotDirName(12, True)
+    assert paths.snapshot_dir("/x", "j", 12, savepoint=True) == "/x/j/sp-0000000012"
+    assert paths.parse_snapshot_dir("chk-0000000007") == paths.SnapshotDirName(7, False)
+    assert paths.parse_snapshot_dir("sp-0000000012") == paths.SnapshotDirName(12, True)
     for bad in ("chk-7", "_ids", "sp-00000000xx", "chk-0000000007x"):
-        assert layout.parse_snapshot_dir(bad) is None
-    assert layout.id_marker_path("/x", "j", 3) == "/x/j/_ids/0000000003"
-    assert layout.parse_id_marker("0000000003") == 3 and layout.parse_id_marker("3") is None
-    name = layout.state_file_name("task_1", "abc123")
+        assert paths.parse_snapshot_dir(bad) is None
+    assert paths.id_marker_path("/x", "j", 3) == "/x/j/_ids/0000000003"
+    assert paths.parse_id_marker("0000000003") == 3 and paths.parse_id_marker("3") is None
+    name = paths.state_file_name("task_1", "abc123")
     assert name == "task_1.abc123.state"
-    assert layout.parse_state_file(name) == ("task_1", "abc123")
-    assert layout.commit_marker_path(d, "t") == d + "/t.commit"
-    assert layout.metadata_path(d).endswith("/_metadata")
-    assert layout.pending_path(d).endswith("/_pending")
-    assert layout.lease_path(d).endswith("/_lease")
-    assert layout.context_for("j", 1, "t") != layout.context_for("j", 1, "u")
+    assert paths.parse_state_file(name) == ("task_1", "abc123")
+    assert paths.commit_marker_path(d, "t") == d + "/t.commit"
+    assert paths.metadata_path(d).endswith("/_metadata")
+    assert paths.pending_path(d).endswith("/_pending")
+    assert paths.lease_path(d).endswith("/_lease")
+    assert paths.context_for("j", 1, "t") != paths.context_for("j", 1, "u")
 
 
 def test_layout_rejects_bad_ids() -> None:
     with pytest.raises(InvalidArgumentError, match="job_id"):
-        layout.job_dir("/x", "../etc")
+        paths.job_dir("/x", "../etc")
     with pytest.raises(InvalidArgumentError, match="task_id"):
-        layout.state_file_name("a/b", "1")
+        paths.state_file_name("a/b", "1")
 
 
 def test_choose_base_is_stable_and_spreads() -> None:
     bases = ["/a", "/b", "/c"]
-    chosen = {layout.choose_base(bases, f"job-{i}") for i in range(50)}
+    chosen = {paths.choose_base(bases, f"job-{i}") for i in range(50)}
     assert chosen == set(bases)
-    assert layout.choose_base(bases, "job-1") == layout.choose_base(list(bases), "job-1")
+    assert paths.choose_base(bases, "job-1") == paths.choose_base(list(bases), "job-1")
 
 
 def _snap(i: int, savepoint: bool = False, t: float = 0.0) -> Snapshot:

@@ -23,9 +23,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from exchange_store._malloc import raise_malloc_thresholds
+from exchange_store.benchmark.format import make_pages
 from exchange_store.exchange.handles import ExchangeContext
 from exchange_store.exchange.manager import ExchangeManager
-from exchange_store.format.bench import make_pages
 
 __all__ = [
     "drop_page_cache",
@@ -81,7 +81,7 @@ def record_pool(seed: int, record_size: int, pool_bytes: int = 64 * _MB) -> list
     About ``pool_bytes`` of records (at least 16), so a block rarely holds the same record
     twice and the compression ratio is that of the text (LZ4 about 2x, ZSTD about 3.5x, as
     TPC-H lineitem pages), not of repeats. The text is the format bench's
-    :func:`~exchange_store.format.bench.make_pages`.
+    :func:`~exchange_store.benchmark.format.make_pages`.
     """
     base = b"".join(make_pages(32 * _MB, page_size=1 << 20, seed=seed))
     view = memoryview(base)

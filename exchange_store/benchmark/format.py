@@ -24,9 +24,9 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from exchange_store._malloc import raise_malloc_thresholds
-from exchange_store.codecs.aes import derive_cipher, nonce_for
 from exchange_store.codecs.base import Codec
 from exchange_store.codecs.registry import get_codec
+from exchange_store.crypto.aes import derive_cipher, nonce_for
 from exchange_store.format.model import FormatOptions
 from exchange_store.format.reader import read_file
 from exchange_store.format.writer import RecordFileWriter, WritableStream

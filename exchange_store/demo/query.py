@@ -22,7 +22,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -158,20 +157,26 @@ def make_failure_plan(
     return FailurePlan(failures, can_kill=can_kill)
 
 
+def _uniform_ints(seed: int, n: int, low: int, high: int) -> pa.Array:
+    """``n`` deterministic integers in ``[low, high)`` (pyarrow's seeded generator)."""
+    u = pc.random(n, initializer=seed)
+    return pc.add(pc.cast(pc.floor(pc.multiply(u, float(high - low))), pa.int64()), low)
+
+
 def generate_chunk(spec: DemoSpec, split: int, chunk: int) -> pa.Table:
     """The rows of one chunk of one split (deterministic)."""
     n = spec.chunk_rows(split, chunk)
-    rng = np.random.default_rng([spec.seed, split, chunk])
-    quantity = rng.integers(1, 51, n, dtype=np.int64)
-    price = rng.integers(90_000, 10_500_000, n, dtype=np.int64)  # cents
-    discount = rng.integers(0, 11, n, dtype=np.int64)  # percent
+    seed = (spec.seed * 1_000_003 + split) * 1_000_003 + chunk
+    quantity = _uniform_ints(4 * seed, n, 1, 51)
+    price = _uniform_ints(4 * seed + 1, n, 90_000, 10_500_000)  # cents
+    discount = _uniform_ints(4 * seed + 2, n, 0, 11)  # percent
     return pa.table(
         {
-            KEY: rng.integers(0, spec.groups, n, dtype=np.int64),
+            KEY: _uniform_ints(4 * seed + 3, n, 0, spec.groups),
             "quantity": quantity,
             "price": price,
-            "disc_price": price * (100 - discount),
-            "rows": np.ones(n, dtype=np.int64),
+            "disc_price": pc.multiply(price, pc.subtract(100, discount)),
+            "rows": pa.repeat(pa.scalar(1, pa.int64()), n) if n else pa.array([], pa.int64()),
         }
     )
 
@@ -187,10 +192,16 @@ def _normalize(agg: pa.Table) -> pa.Table:
     return agg.select([KEY, "quantity", "price", "disc_price", "rows"])
 
 
-def _partition_of(keys: pa.Array, partitions: int) -> np.ndarray:
-    values = keys.to_numpy(zero_copy_only=False).astype(np.uint64)
-    mixed = (values * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(33)
-    return (mixed % np.uint64(partitions)).astype(np.int64)
+def _partition_of(keys: pa.ChunkedArray | pa.Array, partitions: int) -> pa.Array:
+    """Output partition of each key: a multiplicative hash (uint64 arithmetic wraps)."""
+    values = pc.cast(keys, pa.uint64())
+    mixed = pc.shift_right(
+        pc.multiply(values, pa.scalar(0x9E3779B97F4A7C15, pa.uint64())),
+        pa.scalar(33, pa.uint64()),
+    )
+    m = pa.scalar(partitions, pa.uint64())
+    remainder = pc.subtract(mixed, pc.multiply(pc.divide(mixed, m), m))  # no modulo kernel
+    return pc.cast(remainder, pa.int64())
 
 
 def _table_to_bytes(table: pa.Table) -> bytes:
@@ -228,7 +239,7 @@ class ScanTask:
             return
         parts = _partition_of(partial.column(KEY), ctx.output_partition_count)
         for p in range(ctx.output_partition_count):
-            piece = partial.filter(pa.array(parts == p))
+            piece = partial.filter(pc.equal(parts, p))
             for batch in piece.to_batches(max_chunksize=_BATCH_ROWS):
                 write_batch(ctx.sink, p, batch)
 
