@@ -1,6 +1,6 @@
 """A filesystem client wrapper that counts the calls reaching the backend.
 
-:class:`CountingFileSystemClient` is a :class:`FileSystemClient` whose primitives delegate to
+:class:`CountingFileSystemClient` is a forwarding client whose primitives delegate to
 another client's primitives, so confinement, retries and error translation still happen once
 (in the wrapper) and every backend call, retries included, is counted by operation name.
 """
@@ -10,11 +10,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import TypeVar
 
-from exchange_store.filesystems.base import FileInfo, FileSystemClient, OutputStream
+from exchange_store.filesystems.base import FileSystemClient, OutputStream
+from exchange_store.filesystems.forwarding import ForwardingFileSystemClient
 
 __all__ = ["CountingFileSystemClient"]
+
+T = TypeVar("T")
 
 
 class _CountingStream:
@@ -35,7 +39,10 @@ class _CountingStream:
         self._inner.abort()
 
 
-class CountingFileSystemClient(FileSystemClient):
+_NAMES = {"open_write": "create", "write_replace": "write_file", "read": "read_file"}
+
+
+class CountingFileSystemClient(ForwardingFileSystemClient):
     """Counts every backend call of ``inner`` (thread-safe).
 
     Attributes:
@@ -46,14 +53,8 @@ class CountingFileSystemClient(FileSystemClient):
     """
 
     def __init__(self, inner: FileSystemClient, *, latency: float = 0.0) -> None:
-        super().__init__(inner.roots, max_retries=inner.max_retries)
-        self.inner = inner
+        super().__init__(inner)
         self.latency = latency
-        self.retry_wait = inner.retry_wait
-        self.scheme = inner.scheme  # type: ignore[misc]
-        self.supports_atomic_create = inner.supports_atomic_create  # type: ignore[misc]
-        self.supports_multipart_cleanup = inner.supports_multipart_cleanup  # type: ignore[misc]
-        self.supports_ranged_reads = inner.supports_ranged_reads  # type: ignore[misc]
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.bytes_written = 0
@@ -86,68 +87,21 @@ class CountingFileSystemClient(FileSystemClient):
         with self._lock:
             return sum(n for op, n in self.calls.items() if op != "stream_write")
 
-    # primitives: docstrings inherited
+    def _forward(
+        self, op: str, native: str, call: Callable[..., T], data: bytes | None = None
+    ) -> T:
+        if op == "remove_empty_dir":  # no request on object stores; not counted
+            return super()._forward(op, native, call, data)
+        name = _NAMES.get(op, op)
+        if data is not None:
+            self.count(name, written=len(data))
+            return call(data)
+        result = call()
+        if isinstance(result, bytes):
+            self.count(name, read=len(result))
+        else:
+            self.count(name)
+        return result
 
-    def _native(self, path: str) -> str:
-        return self.inner._native(path)
-
-    def _uri(self, native: str) -> str:
-        return self.inner._uri(native)
-
-    def _open_write(self, native: str) -> OutputStream:
-        self.count("create")
-        return _CountingStream(self, self.inner._open_write(native))
-
-    def _write_exclusive(self, native: str, data: bytes) -> None:
-        self.count("write_exclusive", len(data))
-        self.inner._write_exclusive(native, data)
-
-    def _write_replace(self, native: str, data: bytes) -> None:
-        self.count("write_file", len(data))
-        self.inner._write_replace(native, data)
-
-    def _read(self, native: str) -> bytes:
-        data = self.inner._read(native)
-        self.count("read_file", read=len(data))
-        return data
-
-    def _read_range(self, native: str, offset: int, length: int) -> bytes:
-        data = self.inner._read_range(native, offset, length)
-        self.count("read_range", read=len(data))
-        return data
-
-    def _info(self, native: str) -> FileInfo:
-        self.count("info")
-        return self.inner._info(native)
-
-    def _list(self, native: str) -> list[FileInfo]:
-        self.count("list")
-        return self.inner._list(native)
-
-    def _delete(self, native: str) -> None:
-        self.count("delete")
-        self.inner._delete(native)
-
-    def _delete_recursive(self, native: str) -> None:
-        self.count("delete_recursive")
-        self.inner._delete_recursive(native)
-
-    def _remove_empty_dir(self, native: str) -> bool:
-        return self.inner._remove_empty_dir(native)
-
-    def _abort_multipart_uploads(self, native: str, older_than: float | None) -> int:
-        self.count("abort_multipart_uploads")
-        return self.inner._abort_multipart_uploads(native, older_than)
-
-    def _classify(self, exc: BaseException) -> BaseException:
-        return self.inner._classify(exc)
-
-    def close(self) -> None:
-        """Close the wrapped client."""
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else a caller expects of the backend client (its own helpers).
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    def _wrap_stream(self, native: str, stream: OutputStream) -> OutputStream:
+        return _CountingStream(self, stream)

@@ -50,14 +50,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import tenacity
 
 from exchange_store.errors import ConfigurationError, InvalidArgumentError
-from exchange_store.filesystems.base import FileInfo, FileSystemClient, OutputStream
+from exchange_store.filesystems.base import FileSystemClient, OutputStream
+from exchange_store.filesystems.forwarding import ForwardingFileSystemClient
 
 __all__ = [
     "FAULTY_TYPE",
@@ -111,6 +112,8 @@ OPERATIONS: tuple[str, ...] = (
     "remove_empty_dir",
     "abort_multipart_uploads",
 )
+
+T = TypeVar("T")
 
 INNER_TYPE_KEY = "faulty.inner-type"
 PLAN_KEY = "faulty.plan"
@@ -385,7 +388,7 @@ class _FaultyStream:
         self._client._after(fault, self._path)
 
 
-class FaultyFileSystemClient(FileSystemClient):
+class FaultyFileSystemClient(ForwardingFileSystemClient):
     """A client that injects planned faults into a wrapped client's primitives.
 
     Args:
@@ -414,10 +417,7 @@ class FaultyFileSystemClient(FileSystemClient):
         op_log_file: str | None = None,
         no_wait: bool = False,
     ) -> None:
-        super().__init__(
-            inner.roots, max_retries=inner.max_retries if max_retries is None else max_retries
-        )
-        self.inner = inner
+        super().__init__(inner, max_retries=max_retries)
         self.plan = plan if plan is not None else FaultPlan()
         self.op_log: list[OpRecord] = []
         self.injected = 0
@@ -426,11 +426,6 @@ class FaultyFileSystemClient(FileSystemClient):
         self.op_log_file = op_log_file
         if no_wait:
             self.retry_wait = tenacity.wait_none()
-        # Capabilities are those of the wrapped backend.
-        self.scheme = inner.scheme  # type: ignore[misc]
-        self.supports_atomic_create = inner.supports_atomic_create  # type: ignore[misc]
-        self.supports_multipart_cleanup = inner.supports_multipart_cleanup  # type: ignore[misc]
-        self.supports_ranged_reads = inner.supports_ranged_reads  # type: ignore[misc]
 
     # ------------------------------------------------------------------ construction
 
@@ -540,86 +535,26 @@ class FaultyFileSystemClient(FileSystemClient):
         # short-write on a whole-file primitive that was planned "after": data fully written.
         raise _InjectedOSError(errno.EIO, what, path)
 
-    def _call(self, op: str, native: str, fn: Any, data: bytes | None = None) -> Any:
+    def _forward(
+        self, op: str, native: str, call: Callable[..., T], data: bytes | None = None
+    ) -> T:
         path = self._uri(native)
         fault = self._before(op, path)
         if fault is not None and fault.kind == "short-write" and data is not None:
             # A torn whole-file write: only a prefix lands (a backend that lost atomicity).
-            fn(data[: int(len(data) * fault.fraction)])
+            call(data[: int(len(data) * fault.fraction)])
             raise _InjectedOSError(errno.EIO, f"injected short write at {op} {path}", path)
         with self._crash_after_failure(fault, path):
-            result = fn(data) if data is not None else fn()
+            result = call(data) if data is not None else call()
         if fault is not None and fault.kind in ("short-read", "bit-flip"):
             if isinstance(result, bytes | bytearray):
-                return _damage(bytes(result), fault)
+                return cast("T", _damage(bytes(result), fault))
             return result
         self._after(fault, path)
         return result
 
-    # ------------------------------------------------------------------ primitives
-
-    def _native(self, path: str) -> str:
-        return self.inner._native(path)
-
-    def _uri(self, native: str) -> str:
-        return self.inner._uri(native)
-
-    def _open_write(self, native: str) -> OutputStream:
-        stream = self._call("open_write", native, lambda: self.inner._open_write(native))
+    def _wrap_stream(self, native: str, stream: OutputStream) -> OutputStream:
         return _FaultyStream(self, self._uri(native), stream)
-
-    def _write_exclusive(self, native: str, data: bytes) -> None:
-        self._call(
-            "write_exclusive", native, lambda d: self.inner._write_exclusive(native, d), data
-        )
-
-    def _write_replace(self, native: str, data: bytes) -> None:
-        self._call("write_replace", native, lambda d: self.inner._write_replace(native, d), data)
-
-    def _read(self, native: str) -> bytes:
-        out: bytes = self._call("read", native, lambda: self.inner._read(native))
-        return out
-
-    def _read_range(self, native: str, offset: int, length: int) -> bytes:
-        out: bytes = self._call(
-            "read_range", native, lambda: self.inner._read_range(native, offset, length)
-        )
-        return out
-
-    def _info(self, native: str) -> FileInfo:
-        out: FileInfo = self._call("info", native, lambda: self.inner._info(native))
-        return out
-
-    def _list(self, native: str) -> list[FileInfo]:
-        out: list[FileInfo] = self._call("list", native, lambda: self.inner._list(native))
-        return out
-
-    def _delete(self, native: str) -> None:
-        self._call("delete", native, lambda: self.inner._delete(native))
-
-    def _delete_recursive(self, native: str) -> None:
-        self._call("delete_recursive", native, lambda: self.inner._delete_recursive(native))
-
-    def _remove_empty_dir(self, native: str) -> bool:
-        out: bool = self._call(
-            "remove_empty_dir", native, lambda: self.inner._remove_empty_dir(native)
-        )
-        return out
-
-    def _abort_multipart_uploads(self, native: str, older_than: float | None) -> int:
-        out: int = self._call(
-            "abort_multipart_uploads",
-            native,
-            lambda: self.inner._abort_multipart_uploads(native, older_than),
-        )
-        return out
-
-    def _classify(self, exc: BaseException) -> BaseException:
-        return self.inner._classify(exc)
-
-    def close(self) -> None:
-        """Close the wrapped client."""
-        self.inner.close()
 
     def __repr__(self) -> str:
         return f"FaultyFileSystemClient({self.inner!r}, faults={len(self.plan.faults)})"
