@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from exchange_store.config import EtcConfig, load_etc
-from exchange_store.errors import ConfigurationError
+from exchange_store.config import EtcConfig, PropertiesFile, load_etc
 from exchange_store.exchange.config import ExchangeManagerConfig
 from exchange_store.filesystems.base import FileSystemClient
-from exchange_store.filesystems.local import LocalFileSystemClient
-from exchange_store.filesystems.registry import load_filesystem
+from exchange_store.filesystems.factory import load_component_client
 
 __all__ = ["ExchangeStorage", "exchange_storage_from_etc", "load_client"]
 
@@ -37,24 +35,25 @@ def load_client(
     roots: Sequence[str],
     *,
     explicit: bool,
-    wanted_by: str,
+    key: str,
+    wanted_by: PropertiesFile | None,
 ) -> FileSystemClient:
-    """Build the client ``etc/filesystem/NAME.properties`` describes for ``roots``.
-
-    Without such a file, local base directories get the built-in local client.
+    """Build the client a component of ``etc`` names for ``roots``; see ``load_component_client``.
 
     Raises:
-        ConfigurationError: the file is missing and the roots are not local (or it was named
-            explicitly); names the file that asked for it.
+        ConfigurationError: an explicit name without ``etc/filesystem/NAME.properties`` (names
+            the file that asked for it), or a wrong client file.
     """
-    if etc is not None and name in etc.filesystems:
-        pf = etc.filesystems[name]
-        return load_filesystem(pf.values, roots, source=pf.path, name=name)
-    local = all("://" not in r or r.startswith("file://") for r in roots)
-    if local and not explicit:
-        return LocalFileSystemClient(roots)
-    where = f"{etc.root}/filesystem/{name}.properties" if etc is not None else f"{name}.properties"
-    raise ConfigurationError(f"{where}: filesystem client file not found (named by {wanted_by})")
+    filesystems: dict[str, Mapping[str, str]] = {}
+    sources: dict[str, str] = {}
+    if etc is not None:
+        filesystems, sources = etc.client_files(
+            name, explicit=explicit, wanted_by=wanted_by, key=key
+        )
+    source = wanted_by.path if wanted_by is not None else "<--base-dir>"
+    return load_component_client(
+        roots, name, filesystems, explicit=explicit, key=key, source=source, sources=sources
+    )
 
 
 def exchange_storage_from_etc(
@@ -87,6 +86,7 @@ def exchange_storage_from_etc(
         config.filesystem_name,
         config.base_directories,
         explicit=config.filesystem_name_explicit,
-        wanted_by=source,
+        key="exchange-filesystem-type",
+        wanted_by=pf,
     )
     return ExchangeStorage(client, config.base_directories, config.lease_ttl)

@@ -71,6 +71,22 @@ class EtcConfig:
     scheduler: PropertiesFile | None = None
     filesystems: dict[str, PropertiesFile] = field(default_factory=dict)
 
+    def client_files(
+        self, name: str | None, *, explicit: bool, wanted_by: PropertiesFile | None, key: str
+    ) -> tuple[dict[str, Mapping[str, str]], dict[str, str]]:
+        """The client file a component asks for: ``({NAME: values}, {NAME: path})``.
+
+        Empty when the component names no client that exists and did not name one explicitly
+        (then its base directories decide the client).
+
+        Raises:
+            ConfigurationError: an explicitly named client has no file (names the key).
+        """
+        if name is None or not (explicit or name in self.filesystems):
+            return {}, {}
+        pf = self.filesystem(name, wanted_by=wanted_by, key=key)
+        return {name: pf.values}, {name: pf.path}
+
     def filesystem(
         self, name: str, *, wanted_by: PropertiesFile | None = None, key: str | None = None
     ) -> PropertiesFile:

@@ -19,11 +19,7 @@ from exchange_store.errors import (
     InvalidArgumentError,
     StorageFileNotFoundError,
 )
-from exchange_store.exchange.config import (
-    BASE_DIRECTORIES,
-    FILESYSTEM_TYPE,
-    ExchangeManagerConfig,
-)
+from exchange_store.exchange.config import FILESYSTEM_TYPE, ExchangeManagerConfig
 from exchange_store.exchange.exchange import Exchange
 from exchange_store.exchange.handles import (
     ExchangeContext,
@@ -37,6 +33,7 @@ from exchange_store.exchange.paths import manifest_context, manifest_path
 from exchange_store.exchange.sink import ExchangeSink
 from exchange_store.exchange.source import ExchangeSource
 from exchange_store.filesystems.base import FileSystemClient
+from exchange_store.filesystems.factory import load_component_client
 
 __all__ = ["KEY_SIZE", "ExchangeManager"]
 
@@ -48,29 +45,14 @@ def _load_client(
     filesystems: Mapping[str, Mapping[str, str]],
     sources: Mapping[str, str],
 ) -> FileSystemClient:
-    name = config.filesystem_name
-    if name in filesystems:
-        from exchange_store.filesystems.registry import load_filesystem
-
-        return load_filesystem(
-            dict(filesystems[name]),
-            config.base_directories,
-            source=sources.get(name, f"filesystem {name}"),
-            name=name,
-        )
-    if not config.filesystem_name_explicit and config.all_local:
-        from exchange_store.filesystems.local import LocalFileSystemClient
-
-        return LocalFileSystemClient(list(config.base_directories))
-    have = ", ".join(sorted(filesystems)) or "none"
-    why = (
-        f"{FILESYSTEM_TYPE}={name} names no filesystem client"
-        if config.filesystem_name_explicit
-        else f"{BASE_DIRECTORIES} is not local and there is no client named {name!r}"
-    )
-    raise ConfigurationError(
-        f"{config.source}: {why}; add etc/filesystem/{name}.properties "
-        f"(fs.client.type = local | hdfs | s3 | fsspec); clients present: {have}"
+    return load_component_client(
+        config.base_directories,
+        config.filesystem_name,
+        filesystems,
+        explicit=config.filesystem_name_explicit,
+        key=FILESYSTEM_TYPE,
+        source=config.source,
+        sources=sources,
     )
 
 
@@ -106,14 +88,12 @@ class ExchangeManager:
                 "file not found"
             )
         config = ExchangeManagerConfig.from_properties(pf.values, pf.path, pf.lines, pf.origins)
-        filesystems: dict[str, Mapping[str, str]] = {}
-        sources: dict[str, str] = {}
-        if config.filesystem_name in etc.filesystems or config.filesystem_name_explicit:
-            fs = etc.filesystem(
-                config.filesystem_name, wanted_by=pf, key="exchange-filesystem-type"
-            )
-            filesystems[config.filesystem_name] = fs.values
-            sources[config.filesystem_name] = fs.path
+        filesystems, sources = etc.client_files(
+            config.filesystem_name,
+            explicit=config.filesystem_name_explicit,
+            wanted_by=pf,
+            key=FILESYSTEM_TYPE,
+        )
         return cls(config, _load_client(config, filesystems, sources))
 
     @classmethod

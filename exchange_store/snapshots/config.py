@@ -17,9 +17,8 @@ from typing import Any
 from exchange_store.codecs import codec_names
 from exchange_store.config import Key, Schema
 from exchange_store.config.fields import Locator, base_directories, filesystem_name
-from exchange_store.errors import ConfigurationError
 from exchange_store.filesystems.base import FileSystemClient
-from exchange_store.filesystems.registry import load_filesystem
+from exchange_store.filesystems.factory import load_component_client
 
 __all__ = [
     "BASE_DIRECTORIES",
@@ -232,15 +231,12 @@ def build_client(
     Raises:
         ConfigurationError: the named client is not given, or its file is wrong.
     """
-    roots = list(config.base_directories)
-    name = config.filesystem_name
-    if name is None:
-        return load_filesystem({}, roots, source=config.source, name="snapshot")
-    if name not in filesystems:
-        have = ", ".join(sorted(filesystems)) or "none"
-        raise ConfigurationError(
-            f"{config.source}: snapshot-filesystem-type={name!r} names no filesystem client "
-            f"(clients given: {have})"
-        )
-    source = (sources or {}).get(name, name)
-    return load_filesystem(filesystems[name], roots, source=source, name=name)
+    return load_component_client(
+        config.base_directories,
+        config.filesystem_name,
+        filesystems,
+        explicit=config.filesystem_name is not None,
+        key="snapshot-filesystem-type",
+        source=config.source,
+        sources=sources,
+    )

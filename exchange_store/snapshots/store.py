@@ -185,14 +185,12 @@ class SnapshotStore:
                 f"{etc.root / 'snapshot-store.properties'}: snapshot store configuration not found"
             )
         config = SnapshotStoreConfig.from_properties(pf.values, pf.path, pf.lines, pf.origins)
-        fs: dict[str, Mapping[str, str]] = {}
-        sources: dict[str, str] = {}
-        if config.filesystem_name is not None:
-            fpf = etc.filesystem(
-                config.filesystem_name, wanted_by=pf, key="snapshot-filesystem-type"
-            )
-            fs[config.filesystem_name] = fpf.values
-            sources[config.filesystem_name] = fpf.path
+        fs, sources = etc.client_files(
+            config.filesystem_name,
+            explicit=config.filesystem_name is not None,
+            wanted_by=pf,
+            key="snapshot-filesystem-type",
+        )
         client = build_client(config, fs, sources)
         try:
             resolved = resolve_key(config, key, environ)

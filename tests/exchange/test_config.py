@@ -84,10 +84,14 @@ def test_missing_base_directories():
         ExchangeManager.from_properties({})
 
 
-def test_remote_base_without_client():
-    with pytest.raises(ConfigurationError, match=r"etc/filesystem/exchange\.properties"):
-        ExchangeManager.from_properties({"exchange.base-directories": "s3://bucket/x"})
-    with pytest.raises(ConfigurationError, match="exchange-filesystem-type=nope"):
+def test_remote_base_without_client_uses_the_scheme_defaults():
+    # As the snapshot store and the admin tools: the base directories' scheme decides.
+    manager = ExchangeManager.from_properties({"exchange.base-directories": "s3://bucket/x"})
+    assert manager.client.scheme == "s3"
+    manager.close()
+    with pytest.raises(
+        ConfigurationError, match=r"exchange-filesystem-type=nope.*etc/filesystem/nope\.properties"
+    ):
         ExchangeManager.from_properties(
             {"exchange.base-directories": "/tmp/x", "exchange-filesystem-type": "nope"}
         )
