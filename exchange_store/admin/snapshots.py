@@ -21,21 +21,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from exchange_store.admin.inventory import newest_mtime
+from exchange_store.admin.report import GcFailure, GcItem, format_age
 from exchange_store.errors import IntegrityError, StorageError
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.lease import read_lease
 
 if TYPE_CHECKING:
-    from exchange_store.admin.gc import GcFailure, GcItem
     from exchange_store.snapshots.store import SnapshotStore
 
 __all__ = ["SnapshotView", "snapshot_view_from_etc", "try_snapshot_view"]
-
-
-def _fmt_age(seconds: float) -> str:
-    from exchange_store.admin.gc import format_age
-
-    return format_age(seconds)
 
 
 class SnapshotView:
@@ -132,8 +126,6 @@ class SnapshotView:
             older_than: Grace period for directories without records.
             live: Filled with the directories of pending snapshots whose lease is fresh.
         """
-        from exchange_store.admin.gc import GcFailure
-
         for job in self.store.list_jobs():
             try:
                 yield from self._collect_pending(job, now, dry_run, live)
@@ -145,8 +137,6 @@ class SnapshotView:
     def _collect_pending(
         self, job: str, now: float, dry_run: bool, live: set[str] | None
     ) -> Iterator[GcItem]:
-        from exchange_store.admin.gc import GcItem
-
         for p in self.store.pending(job):
             alive = self._lease_alive(p.path, now)
             if alive and live is not None:
@@ -166,13 +156,12 @@ class SnapshotView:
                 (p.path,),
                 size,
                 now - p.deadline,
-                f"deadline passed {_fmt_age(now - p.deadline)} ago, no live lease "
+                f"deadline passed {format_age(now - p.deadline)} ago, no live lease "
                 f"(began by {p.owner or 'unknown'})",
                 not dry_run,
             )
 
     def _collect_retention(self, job: str, now: float, dry_run: bool) -> Iterator[GcItem]:
-        from exchange_store.admin.gc import GcItem
         from exchange_store.snapshots.retention import RetentionPolicy
 
         keep = self.store.config.retained_count
@@ -195,7 +184,6 @@ class SnapshotView:
     def _collect_orphans(
         self, job: str, now: float, dry_run: bool, older_than: float
     ) -> Iterator[GcItem]:
-        from exchange_store.admin.gc import GcItem
         from exchange_store.snapshots import paths
 
         for entry in self.client.list(self.store.job_path(job)):

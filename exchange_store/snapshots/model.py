@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from exchange_store.errors import (
     IntegrityError,
@@ -21,9 +21,6 @@ from exchange_store.errors import (
     SnapshotStateError,
     TooManyPendingSnapshotsError,
 )
-
-if TYPE_CHECKING:
-    from exchange_store.snapshots.store import SnapshotStore
 
 __all__ = [
     "RECORD_VERSION",
@@ -41,6 +38,16 @@ __all__ = [
 ]
 
 RECORD_VERSION = 1
+
+
+class SnapshotOwner(Protocol):
+    """What a :class:`PendingSnapshot` asks of the store that began it."""
+
+    def _task_handle(self, pending: PendingSnapshot, task_id: str) -> SnapshotTaskHandle: ...
+
+    def _committed(self, pending: PendingSnapshot) -> tuple[str, ...]: ...
+
+    def complete(self, job_id: str, snapshot_id: int) -> Snapshot: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +273,7 @@ class PendingSnapshot:
         "task_ids",
     )
 
-    def __init__(self, store: SnapshotStore, record: PendingRecord, path: str) -> None:
+    def __init__(self, store: SnapshotOwner, record: PendingRecord, path: str) -> None:
         self._store = store
         self.job_id = record.job_id
         self.snapshot_id = record.snapshot_id

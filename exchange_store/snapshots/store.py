@@ -17,35 +17,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from exchange_store.codecs.registry import get_codec
 from exchange_store.config import load_etc
 from exchange_store.errors import (
     CommitConflictError,
     CommitStateUnknownError,
     ConfigurationError,
-    IntegrityError,
     InvalidArgumentError,
-    StorageFileNotFoundError,
 )
-from exchange_store.filesystems.base import FileSystemClient, join
+from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.lease import Lease
 from exchange_store.format import (
-    FormatOptions,
     RecordStreamWriter,
-    read_partition,
-    read_summary,
 )
-from exchange_store.ids import ID_PATTERN, check_id
+from exchange_store.ids import check_id
 from exchange_store.snapshots import paths
 from exchange_store.snapshots.config import SnapshotStoreConfig, build_client
-from exchange_store.snapshots.keys import KEY_SIZE, no_key_message, resolve_key
+from exchange_store.snapshots.keys import resolve_key
+from exchange_store.snapshots.maintenance import SnapshotMaintenance
 from exchange_store.snapshots.model import (
     CommitRecord,
     PendingRecord,
@@ -60,8 +52,7 @@ from exchange_store.snapshots.model import (
     TooManyPendingSnapshotsError,
     encode_json,
 )
-from exchange_store.snapshots.records import COMPLETED, EXPIRED, Outcome, SnapshotRecords
-from exchange_store.snapshots.retention import RetentionPolicy
+from exchange_store.snapshots.records import COMPLETED, EXPIRED, Outcome
 from exchange_store.snapshots.writer import SnapshotTaskWriter
 
 __all__ = ["SnapshotStore", "SnapshotTaskWriter"]
@@ -69,18 +60,7 @@ __all__ = ["SnapshotStore", "SnapshotTaskWriter"]
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    """One snapshot directory as found in storage."""
-
-    snapshot_id: int
-    savepoint: bool
-    path: str
-    outcome: Outcome | None
-    pending: PendingRecord | None
-
-
-class SnapshotStore:
+class SnapshotStore(SnapshotMaintenance):
     """Task-state snapshots of jobs, on any filesystem client.
 
     Thread-safe. Several processes (a coordinator and its workers, or a restarted coordinator)
@@ -93,33 +73,6 @@ class SnapshotStore:
         clock: Time source for deadlines and expiry (tests inject one).
         owns_client: Close ``client`` in :meth:`close`.
     """
-
-    def __init__(
-        self,
-        config: SnapshotStoreConfig,
-        client: FileSystemClient,
-        *,
-        key: bytes | None = None,
-        clock: Callable[[], float] = time.time,
-        owns_client: bool = True,
-    ) -> None:
-        if config.encryption_enabled and key is None:
-            raise ConfigurationError(no_key_message(config))
-        if key is not None and (not isinstance(key, bytes) or len(key) != KEY_SIZE):
-            raise InvalidArgumentError(f"the snapshot key must be {KEY_SIZE} bytes")
-        self.config = config
-        self._client = client
-        self._key = key if config.encryption_enabled else None
-        self._clock = clock
-        self._owns_client = owns_client
-        self._lock = threading.RLock()
-        self._leases: dict[str, Lease] = {}
-        self._outcomes: dict[str, Outcome] = {}  # completed snapshots are immutable: cache
-        self._owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._records = SnapshotRecords(client, self._key)
-        get_codec(config.codec)  # fail now on a codec that is not installed
-
-    # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_properties(
@@ -198,72 +151,6 @@ class SnapshotStore:
         except BaseException:
             client.close()
             raise
-
-    @property
-    def client(self) -> FileSystemClient:
-        """The filesystem client."""
-        return self._client
-
-    @property
-    def encrypted(self) -> bool:
-        """Whether state and records are encrypted."""
-        return self._key is not None
-
-    # ------------------------------------------------------------------ paths
-
-    def job_path(self, job_id: str) -> str:
-        """The directory of ``job_id``."""
-        check_id(job_id, "job_id")
-        return paths.job_dir(paths.choose_base(self.config.base_directories, job_id), job_id)
-
-    def _base(self, job_id: str) -> str:
-        return paths.choose_base(self.config.base_directories, check_id(job_id, "job_id"))
-
-    # ------------------------------------------------------------------ records
-
-    def _read_outcome(
-        self, directory: str, job_id: str, snapshot_id: int, savepoint: bool
-    ) -> Outcome | None:
-        cached = self._outcomes.get(directory)
-        if cached is not None:
-            return cached
-        outcome = self._records.read_outcome(directory, job_id, snapshot_id, savepoint)
-        if outcome is not None and outcome.state == COMPLETED:
-            with self._lock:  # completed snapshots are immutable: cache them
-                self._outcomes[directory] = outcome
-        return outcome
-
-    def _scan(self, job_id: str) -> list[_Entry]:
-        """Every snapshot directory of the job, oldest first, with what it holds."""
-        entries: list[_Entry] = []
-        for info in self._client.list(self.job_path(job_id)):
-            parsed = paths.parse_snapshot_dir(info.name)
-            if parsed is None or not info.is_dir:
-                continue
-            directory = info.path
-            outcome = self._read_outcome(directory, job_id, parsed.snapshot_id, parsed.savepoint)
-            pending = None
-            if outcome is None:
-                pending = self._records.read_pending(directory, job_id, parsed.snapshot_id)
-            if (outcome is not None or pending is None) and directory in self._leases:
-                self._release(directory)  # expired or deleted by another process
-            entries.append(
-                _Entry(parsed.snapshot_id, parsed.savepoint, directory, outcome, pending)
-            )
-        entries.sort(key=lambda e: e.snapshot_id)
-        return entries
-
-    def _find(self, job_id: str, snapshot_id: int) -> tuple[str, bool]:
-        """The directory and kind of a snapshot; SnapshotNotFoundError when absent."""
-        check_id(job_id, "job_id")
-        base = self._base(job_id)
-        for savepoint in (False, True):
-            directory = paths.snapshot_dir(base, job_id, snapshot_id, savepoint)
-            if self._client.exists(directory):
-                return directory, savepoint
-        raise SnapshotNotFoundError(f"no snapshot {snapshot_id} of job {job_id!r} under {base}")
-
-    # ------------------------------------------------------------------ begin
 
     def begin(
         self, job_id: str, task_ids: Sequence[str], *, savepoint: bool = False
@@ -358,16 +245,6 @@ class SnapshotStore:
             key=self._key,
         )
 
-    # ------------------------------------------------------------------ task state
-
-    def _options(self, codec: str, block_size: int, key: bytes | None) -> FormatOptions:
-        return FormatOptions(
-            codec=get_codec(codec),
-            block_size=block_size,
-            key=key,
-            workers=self.config.writer_threads,
-        )
-
     def _what(self, h: SnapshotTaskHandle) -> str:
         return f"task {h.task_id!r} of snapshot {h.snapshot_id} of job {h.job_id!r}"
 
@@ -420,7 +297,7 @@ class SnapshotStore:
             with contextlib.suppress(Exception):
                 stream.abort()
             raise
-        return SnapshotTaskWriter(self, handle, path, stream, writer)
+        return SnapshotTaskWriter(self._commit_task, self._client, handle, path, stream, writer)
 
     def write_task_state(
         self, handle: SnapshotTaskHandle, data: bytes | bytearray | memoryview | Iterable[bytes]
@@ -468,8 +345,6 @@ class SnapshotStore:
     def _committed(self, pending: PendingSnapshot) -> tuple[str, ...]:
         commits = self._records.read_commits(pending.path, pending.job_id, pending.snapshot_id)
         return tuple(t for t in pending.task_ids if t in commits)
-
-    # ------------------------------------------------------------------ complete
 
     def complete(self, job_id: str, snapshot_id: int) -> Snapshot:
         """Publish a snapshot whose tasks have all committed.
@@ -539,164 +414,6 @@ class SnapshotStore:
             _log.warning("retention of job %s failed: %s", job_id, exc)
         return snap
 
-    def _finished(self, outcome: Outcome, job_id: str, snapshot_id: int) -> Snapshot:
-        if outcome.state == COMPLETED and outcome.snapshot is not None:
-            return outcome.snapshot
-        raise SnapshotExpiredError(
-            f"snapshot {snapshot_id} of job {job_id!r} expired before it was completed"
-        )
-
-    def _release(self, directory: str) -> None:
-        """Stop the pending snapshot's lease (ours) and remove the lease file (anyone's)."""
-        with self._lock:
-            lease = self._leases.pop(directory, None)
-        try:
-            if lease is not None:
-                lease.close()
-            else:
-                self._client.delete(paths.lease_path(directory))
-        except Exception as exc:
-            _log.warning("could not remove the lease of %s: %s", directory, exc)
-
-    def _cleanup_losers(self, directory: str, files: Sequence[TaskFile]) -> None:
-        """Delete state files of attempts that did not commit."""
-        keep = {f.file for f in files}
-        try:
-            for info in self._client.list(directory):
-                if paths.parse_state_file(info.name) and info.name not in keep:
-                    self._client.delete(info.path)
-        except Exception as exc:
-            _log.warning("could not clean up %s: %s", directory, exc)
-
-    # ------------------------------------------------------------------ expiry
-
-    def _expire(
-        self, directory: str, job_id: str, snapshot_id: int, savepoint: bool, now: float
-    ) -> bool:
-        """Claim ``_metadata`` for expiry; on success delete the partial state. True if won."""
-        try:
-            self._records.write_expired(directory, job_id, snapshot_id, now)
-        except CommitConflictError:
-            return False  # completion (or another expiry) won
-        self._release(directory)
-        with contextlib.suppress(CommitConflictError):
-            self._client.write_exclusive(paths.expired_path(directory), b"")
-        keep = {paths.PENDING_NAME, paths.METADATA_NAME, paths.EXPIRED_NAME}
-        for info in self._client.list(directory):
-            if info.name not in keep:
-                if info.is_dir:
-                    self._client.delete_recursive(info.path)
-                else:
-                    self._client.delete(info.path)
-        _log.info("expired snapshot %s of job %s", snapshot_id, job_id)
-        return True
-
-    def _expire_job(
-        self, job_id: str, now: float, entries: Sequence[_Entry] | None = None
-    ) -> list[tuple[str, int]]:
-        expired: list[tuple[str, int]] = []
-        for e in self._scan(job_id) if entries is None else entries:
-            if e.pending is not None and e.outcome is None and now >= e.pending.deadline:
-                if self._expire(e.path, job_id, e.snapshot_id, e.savepoint, now):
-                    expired.append((job_id, e.snapshot_id))
-            elif (
-                e.outcome is not None
-                and e.outcome.state == EXPIRED
-                and now >= e.outcome.expired_at + self.config.timeout
-            ):
-                # A tombstone outlives the deadline by one timeout, then goes; late writers
-                # then find no begin record and are refused all the same.
-                self._client.delete_recursive(e.path)
-        return expired
-
-    def abort(self, job_id: str, snapshot_id: int) -> bool:
-        """Expire a pending snapshot now, whatever its deadline (its writers are refused).
-
-        For a coordinator that knows the snapshot is abandoned (its writer crashed and the task
-        is being retried), so the next one need not wait for ``snapshot.timeout``.
-
-        Returns:
-            True if this call expired it; False if it was already completed or expired.
-
-        Raises:
-            SnapshotNotFoundError: no such snapshot.
-        """
-        directory, savepoint = self._find(job_id, snapshot_id)
-        return self._expire(directory, job_id, snapshot_id, savepoint, self._clock())
-
-    def abort_pending(self, job_id: str) -> list[int]:
-        """Expire every pending snapshot of the job now; returns the ids this call expired."""
-        now = self._clock()
-        return [
-            e.snapshot_id
-            for e in self._scan(job_id)
-            if e.pending is not None
-            and e.outcome is None
-            and self._expire(e.path, job_id, e.snapshot_id, e.savepoint, now)
-        ]
-
-    def expire_pending(self, now: float | None = None) -> list[tuple[str, int]]:
-        """Expire every overdue pending snapshot of every job (begin/complete also do it).
-
-        Returns:
-            ``(job_id, snapshot_id)`` of each snapshot this call expired.
-        """
-        when = self._clock() if now is None else now
-        out: list[tuple[str, int]] = []
-        for job_id in self.list_jobs():
-            out.extend(self._expire_job(job_id, when))
-        return out
-
-    # ------------------------------------------------------------------ queries
-
-    def list_jobs(self) -> list[str]:
-        """Ids of every job with anything stored, sorted."""
-        jobs: set[str] = set()
-        for base in self.config.base_directories:
-            for info in self._client.list(base):
-                if info.is_dir and ID_PATTERN.fullmatch(info.name):
-                    jobs.add(info.name)
-        return sorted(jobs)
-
-    def list_snapshots(self, job_id: str) -> list[Snapshot]:
-        """The job's completed snapshots (checkpoints and savepoints), oldest first.
-
-        Raises:
-            IntegrityError: a snapshot's metadata was changed.
-        """
-        return [
-            e.outcome.snapshot
-            for e in self._scan(job_id)
-            if e.outcome is not None and e.outcome.snapshot is not None
-        ]
-
-    def latest(self, job_id: str) -> Snapshot | None:
-        """The newest completed snapshot of the job (checkpoint or savepoint), or None."""
-        snaps = self.list_snapshots(job_id)
-        return snaps[-1] if snaps else None
-
-    def restore(self, job_id: str) -> Snapshot | None:
-        """The restore entry point: the newest completed snapshot (checkpoint or savepoint).
-
-        Read each task's state back with :meth:`read_task_state`. Works from storage alone,
-        so a restarted coordinator finds exactly what the old one completed.
-        """
-        return self.latest(job_id)
-
-    def get_snapshot(self, job_id: str, snapshot_id: int) -> Snapshot:
-        """One completed snapshot.
-
-        Raises:
-            SnapshotNotFoundError: absent, pending or expired.
-        """
-        directory, savepoint = self._find(job_id, snapshot_id)
-        outcome = self._read_outcome(directory, job_id, snapshot_id, savepoint)
-        if outcome is None or outcome.snapshot is None:
-            raise SnapshotNotFoundError(
-                f"snapshot {snapshot_id} of job {job_id!r} is not completed ({directory})"
-            )
-        return outcome.snapshot
-
     def pending(self, job_id: str) -> list[PendingSnapshot]:
         """The job's snapshots begun but neither completed nor expired (overdue ones too)."""
         return [
@@ -705,160 +422,8 @@ class SnapshotStore:
             if e.pending is not None and e.outcome is None
         ]
 
-    def read_task_state(self, snapshot: Snapshot, task_id: str) -> Iterator[bytes]:
-        """The state of ``task_id`` in a completed snapshot, in chunks.
-
-        The chunks' concatenation is exactly what was written. Memory stays bounded whatever
-        the size.
-
-        Raises:
-            SnapshotNotFoundError: the snapshot or the task is not in it.
-            IntegrityError: a stored byte was changed or truncated, or the key is wrong
-                (raised while iterating; no wrong byte is ever returned).
-        """
-        check_id(task_id, "task_id")
-        directory = snapshot.path or paths.snapshot_dir(
-            self._base(snapshot.job_id),
-            snapshot.job_id,
-            snapshot.snapshot_id,
-            snapshot.savepoint,
-        )
-        outcome = self._read_outcome(
-            directory, snapshot.job_id, snapshot.snapshot_id, snapshot.savepoint
-        )
-        if outcome is None or outcome.state != COMPLETED:
-            raise SnapshotNotFoundError(
-                f"snapshot {snapshot.snapshot_id} of job {snapshot.job_id!r} is not completed "
-                f"({directory})"
-            )
-        match = next((f for f in outcome.files if f.task_id == task_id), None)
-        if match is None:
-            raise SnapshotNotFoundError(
-                f"task {task_id!r} is not in snapshot {snapshot.snapshot_id} of job "
-                f"{snapshot.job_id!r}"
-            )
-        path = join(directory, match.file)
-        options = self._options(match.codec, self.config.block_size, self._key)
-        context = paths.context_for(snapshot.job_id, snapshot.snapshot_id, task_id)
-        return self._checked_stream(path, options, context, match.length)
-
-    def _checked_stream(
-        self, path: str, options: FormatOptions, context: bytes, length: int
-    ) -> Iterator[bytes]:
-        try:
-            size = self._client.size(path)
-        except StorageFileNotFoundError:
-            raise IntegrityError(f"{path}: committed task state is missing") from None
-        if size != length:
-            raise IntegrityError(
-                f"{path}: committed task state is {size} bytes, its commit says {length}"
-            )
-        # The reader keeps memory bounded itself: it decodes one block at a time, or a few
-        # groups of at most max_coalesce raw bytes when it decodes ahead on threads.
-        summary = read_summary(self._client, path, options, context)
-        for ref in summary.blocks:
-            if ref.partition != 0:
-                raise IntegrityError(
-                    f"{path}: state file holds a block of partition {ref.partition}"
-                )
-        yield from read_partition(
-            self._client, path, summary.file_id, summary.blocks, options, context
-        )
-
-    def read_task_state_bytes(self, snapshot: Snapshot, task_id: str) -> bytes:
-        """The whole state of ``task_id`` as one bytes object (small states only)."""
-        return b"".join(self.read_task_state(snapshot, task_id))
-
-    # ------------------------------------------------------------------ deletion
-
-    def apply_retention(
-        self, job_id: str, policy: RetentionPolicy | None = None, *, upto: int | None = None
-    ) -> list[Snapshot]:
-        """Delete the completed snapshots ``policy`` selects, and old expiry tombstones.
-
-        The default policy keeps the newest ``snapshot.retained-count`` checkpoints; savepoints
-        are protected. Tombstones of expired snapshots older than the newest completed snapshot
-        go too.
-
-        Args:
-            job_id: The job.
-            policy: What to delete; see :class:`RetentionPolicy`.
-            upto: Only consider snapshots with an id up to this one.
-
-        Returns:
-            The snapshots deleted.
-        """
-        policy = policy or RetentionPolicy().keep_last(self.config.retained_count)
-        entries = self._scan(job_id)
-        if upto is not None:
-            entries = [e for e in entries if e.snapshot_id <= upto]
-        completed = [
-            e.outcome.snapshot
-            for e in entries
-            if e.outcome is not None and e.outcome.snapshot is not None
-        ]
-        doomed = policy.select(completed)
-        for snap in doomed:
-            self._delete_dir(snap.path)
-        if completed:
-            newest = completed[-1].snapshot_id
-            for e in entries:
-                if e.outcome is not None and e.outcome.state == EXPIRED and e.snapshot_id < newest:
-                    self._delete_dir(e.path)
-        return doomed
-
-    def _delete_dir(self, directory: str) -> None:
-        with self._lock:
-            self._outcomes.pop(directory, None)
-        self._release(directory)
-        self._client.delete_recursive(directory)
-
-    def delete_snapshot(self, job_id: str, snapshot_id: int) -> None:
-        """Delete one snapshot (checkpoint or savepoint, completed or pending).
-
-        This is the only way a savepoint is ever deleted.
-
-        Raises:
-            SnapshotNotFoundError: no such snapshot.
-        """
-        directory, _ = self._find(job_id, snapshot_id)
-        self._delete_dir(directory)
-
-    def drop_job(self, job_id: str) -> None:
-        """Delete everything of the job: every snapshot, pending or not, and its id markers."""
-        check_id(job_id, "job_id")
-        with self._lock:
-            mine = [d for d in self._leases if d.split("/")[-2:-1] == [job_id]]
-            for d in list(self._outcomes):
-                if d.split("/")[-2:-1] == [job_id]:
-                    del self._outcomes[d]
-        for d in mine:
-            self._release(d)
-        for base in self.config.base_directories:
-            self._client.delete_recursive(paths.job_dir(base, job_id))
-
-    def close(self) -> None:
-        """Stop every lease this store holds and release the client. Idempotent.
-
-        Pending snapshots begun by this store stay pending until they expire.
-        """
-        with self._lock:
-            leases = list(self._leases.values())
-            self._leases.clear()
-        for lease in leases:
-            with contextlib.suppress(Exception):
-                lease.close()
-        if self._owns_client:
-            self._client.close()
-
     def __enter__(self) -> SnapshotStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return (
-            f"SnapshotStore(base_directories={list(self.config.base_directories)!r}, "
-            f"encrypted={self.encrypted})"
-        )

@@ -7,15 +7,15 @@ normal exit and aborts (deleting the attempt's file) on an exception.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
-from exchange_store.filesystems.base import OutputStream
+from exchange_store.filesystems.base import FileSystemClient, OutputStream
 from exchange_store.format import RecordStreamWriter
 from exchange_store.snapshots.model import SnapshotStateError, SnapshotTaskHandle
 
-if TYPE_CHECKING:
-    from exchange_store.snapshots.store import SnapshotStore
+CommitTask = Callable[[SnapshotTaskHandle, str, int], None]
+"""The store's per-task commit: (handle, path of the state file, its length)."""
 
 __all__ = ["SnapshotTaskWriter"]
 
@@ -29,13 +29,15 @@ class SnapshotTaskWriter:
 
     def __init__(
         self,
-        store: SnapshotStore,
+        commit: CommitTask,
+        client: FileSystemClient,
         handle: SnapshotTaskHandle,
         path: str,
         stream: OutputStream,
         writer: RecordStreamWriter,
     ) -> None:
-        self._store = store
+        self._commit = commit
+        self._client = client
         self._handle = handle
         self._path = path
         self._stream = stream
@@ -80,7 +82,7 @@ class SnapshotTaskWriter:
         except BaseException:
             self._discard()
             raise
-        self._store._commit_task(self._handle, self._path, summary.length)
+        self._commit(self._handle, self._path, summary.length)
 
     def abort(self) -> None:
         """Discard everything written; nothing of this attempt stays in storage."""
@@ -95,7 +97,7 @@ class SnapshotTaskWriter:
         with contextlib.suppress(Exception):
             self._stream.abort()
         with contextlib.suppress(Exception):
-            self._store._client.delete(self._path)
+            self._client.delete(self._path)
 
     def __enter__(self) -> SnapshotTaskWriter:
         return self
