@@ -39,25 +39,20 @@ from exchange_store.exchange.handles import (
     ExchangeSinkInstanceHandle,
     ExchangeSinkReceipt,
     ExchangeSourceHandle,
-    SourceFile,
-    pack_source_files,
 )
 from exchange_store.exchange.manifest import Manifest, open_manifest, read_manifest
 from exchange_store.exchange.paths import (
     attempt_dir,
     base_directory_for,
-    data_file_context,
-    data_file_path,
     exchange_dir,
     lease_path,
     manifest_context,
     manifest_path,
     query_dir,
-    run_dir,
 )
+from exchange_store.exchange.planning import cut_source_handles
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.lease import Lease
-from exchange_store.format import BlockRef
 from exchange_store.ids import check_non_negative_int
 
 if TYPE_CHECKING:
@@ -383,99 +378,9 @@ class Exchange:
                     ) from None
                 self._manifests[tp] = manifest
             manifests.append(manifest)
-        return self._cut_handles(manifests)
-
-    def _cut_handles(self, manifests: list[Manifest]) -> list[ExchangeSourceHandle]:
-        cfg = self._config
-        q, e = self._context.query_id, self._context.exchange_id
-        # partition -> ordered list of (tp, file, blocks of that partition)
-        per_partition: dict[int, list[SourceFile]] = {}
-        for m in manifests:
-            base = base_directory_for(cfg.base_directories, m.task_partition_id)
-            directory = run_dir(
-                attempt_dir(base, q, e, m.task_partition_id, m.attempt_id), m.run_id
-            )
-            for f in m.files:
-                context = data_file_context(
-                    q, e, m.task_partition_id, m.attempt_id, m.run_id, f.index
-                )
-                for partition, blocks in f.summary.by_partition().items():
-                    per_partition.setdefault(partition, []).append(
-                        SourceFile(
-                            path=data_file_path(directory, f.index),
-                            file_id=f.summary.file_id,
-                            context=context,
-                            task_partition_id=m.task_partition_id,
-                            attempt_id=m.attempt_id,
-                            run_id=m.run_id,
-                            file_index=f.index,
-                            blocks=blocks,
-                        )
-                    )
-        target = cfg.source_handle_target_data_size
-        max_files = cfg.source_max_files_per_handle
-        handles: list[ExchangeSourceHandle] = []
-        for partition in sorted(per_partition):
-            current: list[SourceFile] = []
-            size = 0
-
-            def emit(files: list[SourceFile], data_size: int, p: int = partition) -> None:
-                handles.append(
-                    ExchangeSourceHandle(
-                        query_id=q,
-                        exchange_id=e,
-                        partition_id=p,
-                        data_size=data_size,
-                        base_directories=cfg.base_directories,
-                        pieces=pack_source_files(files),
-                        preserve_order=self._preserve_order,
-                        codec=cfg.codec,
-                        compression_level=cfg.compression_level,
-                        key=self._key,
-                    )
-                )
-
-            for chunk in self._chunks(per_partition[partition], target):
-                chunk_size = sum(f.data_size for f in chunk)
-                full = current and (
-                    size + chunk_size > target or len(current) + len(chunk) > max_files
-                )
-                if full:
-                    emit(current, size)
-                    current, size = [], 0
-                current.extend(chunk)
-                size += chunk_size
-            if current:
-                emit(current, size)
-        return handles
-
-    def _chunks(self, files: list[SourceFile], target: int) -> list[list[SourceFile]]:
-        """Units that stay in one handle.
-
-        A task partition's files when order is preserved, else one file's blocks, split at
-        block boundaries when larger than ``target``.
-        """
-        if self._preserve_order:
-            chunks: list[list[SourceFile]] = []
-            for f in files:
-                if chunks and chunks[-1][-1].task_partition_id == f.task_partition_id:
-                    chunks[-1].append(f)
-                else:
-                    chunks.append([f])
-            return chunks
-        out: list[list[SourceFile]] = []
-        for f in files:
-            blocks: list[BlockRef] = []
-            size = 0
-            for block in f.blocks:
-                if blocks and size + block.length > target:
-                    out.append([f.with_blocks(blocks)])
-                    blocks, size = [], 0
-                blocks.append(block)
-                size += block.length
-            if blocks:
-                out.append([f.with_blocks(blocks)] if len(blocks) != len(f.blocks) else [f])
-        return out
+        return cut_source_handles(
+            manifests, self._config, self._context, self._key, self._preserve_order
+        )
 
     # ------------------------------------------------------------------ close
 

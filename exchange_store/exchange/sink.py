@@ -12,17 +12,11 @@ Runs: engines run the same instance handle more than once, in sequence or at onc
 is one *run* with a random run id and writes only under ``{attempt}/{run}/``, so a run never
 touches another run's files.
 
-Commit: :meth:`ExchangeSink.finish` flushes everything, closes the data files, then publishes
-one sealed manifest naming its run with an exclusive create at ``{attempt}/_manifest``: the
-first run to get there commits the attempt. A run that finds the manifest already there (or
-whose manifest write failed ambiguously) reads it back: when it names another run, ``finish``
-returns that commit's receipt and deletes only this run's files; when it names this run, the
-commit landed. A manifest is never deleted by a sink unless its exchange was closed.
-
-Fencing: a sink checks its exchange's ``_lease`` before it creates its first file, right
-before its commit and right after it. Without a lease the exchange was closed (or collected):
-``finish`` raises :class:`~exchange_store.errors.ExchangeClosedError` after removing what this
-run wrote, and no directory of the closed exchange is left behind by it.
+Commit and fencing (:mod:`exchange_store.exchange.commit`): :meth:`ExchangeSink.finish` flushes
+everything, closes the data files and publishes one sealed manifest naming its run with an
+exclusive create; a run that finds another run's commit returns that commit's receipt and
+deletes its own files. A run of a closed exchange raises
+:class:`~exchange_store.errors.ExchangeClosedError` and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -35,30 +29,23 @@ from typing import Final
 
 from exchange_store._malloc import raise_malloc_thresholds
 from exchange_store.errors import (
-    CommitConflictError,
     CommitStateUnknownError,
     ExchangeClosedError,
     InvalidArgumentError,
     StorageError,
-    StorageFileNotFoundError,
 )
+from exchange_store.exchange.commit import RunFence, commit_run
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSinkInstanceHandle, ExchangeSinkReceipt
 from exchange_store.exchange.manifest import (
     Manifest,
     ManifestFile,
-    read_manifest,
-    write_manifest,
 )
 from exchange_store.exchange.paths import (
     data_file_context,
     data_file_name,
     data_file_path,
-    lease_path,
-    manifest_context,
-    manifest_path,
     new_run_id,
-    query_dir,
     run_dir,
 )
 from exchange_store.filesystems.base import FileSystemClient, OutputStream
@@ -127,11 +114,11 @@ class ExchangeSink:
         self._instance = instance
         self._run_id = new_run_id()
         self._run_directory = run_dir(instance.attempt_directory, self._run_id)
-        self._manifest_path = manifest_path(instance.attempt_directory)
         self._name = (
             f"{instance.query_id}/{instance.exchange_id} task partition "
             f"{instance.task_partition_id} attempt {instance.attempt_id} run {self._run_id}"
         )
+        self._fence = RunFence(client, instance, self._name)
         self._options = format_options(
             instance.codec,
             instance.compression_level,
@@ -279,7 +266,15 @@ class ExchangeSink:
             self._state = _FINISHING
         try:
             self._drain()
-            manifest, sealed = self._commit()
+            manifest, sealed = commit_run(
+                self._client,
+                self._instance,
+                self._run_id,
+                self._files,
+                self._fence,
+                discard=self._discard,
+                name=self._name,
+            )
         except BaseException as exc:
             with self._cond:
                 if self._state != _ABORTED:
@@ -291,13 +286,12 @@ class ExchangeSink:
                 self._discard(delete=False)  # the manifest may name this run: keep its files
                 raise
             self._discard()
-            closed = isinstance(exc, ExchangeClosedError)
-            if not closed and isinstance(exc, StorageError) and not self._exchange_open_quiet():
-                closed = True
-                exc = self._closed_error()
+            closed = isinstance(exc, ExchangeClosedError) or (
+                isinstance(exc, StorageError) and not self._fence.is_open_or_unknown()
+            )
             if closed:
-                self._prune()
-                raise exc from None
+                self._fence.prune()
+                raise self._fence.closed_error() from None
             raise
         with self._cond:
             aborted = self._state == _ABORTED
@@ -330,98 +324,6 @@ class ExchangeSink:
                 raise InvalidArgumentError(f"sink {self._name} was aborted during finish()")
         if self._writer is not None:
             self._close_file()
-
-    def _commit(self) -> tuple[Manifest, bytes]:
-        """Publish this run's manifest, or adopt the commit of another run of the instance.
-
-        Returns:
-            The committed manifest and its sealed bytes. When it names another run, this
-            run's files were deleted.
-        """
-        inst = self._instance
-        self._check_exchange_open()
-        manifest = Manifest(
-            query_id=inst.query_id,
-            exchange_id=inst.exchange_id,
-            task_partition_id=inst.task_partition_id,
-            attempt_id=inst.attempt_id,
-            run_id=self._run_id,
-            output_partition_count=inst.output_partition_count,
-            codec=inst.codec,
-            files=tuple(self._files),
-        )
-        context = manifest_context(
-            inst.query_id, inst.exchange_id, inst.task_partition_id, inst.attempt_id
-        )
-        try:
-            sealed = write_manifest(self._client, self._manifest_path, manifest, inst.key, context)
-        except CommitConflictError:
-            committed, sealed = read_manifest(self._client, self._manifest_path, inst.key, context)
-        except StorageError as exc:
-            # The write may have landed (a lost response): the manifest itself says.
-            try:
-                committed, sealed = read_manifest(
-                    self._client, self._manifest_path, inst.key, context
-                )
-            except StorageFileNotFoundError:
-                raise exc from None
-            except Exception as read_exc:
-                raise CommitStateUnknownError(
-                    f"sink {self._name}: the commit of {self._manifest_path} failed ({exc}) and "
-                    f"reading it back failed too ({read_exc}), so the attempt may be committed"
-                ) from exc
-        else:
-            committed = manifest
-        if committed.run_id != self._run_id:
-            _log.info(
-                "sink %s: run %s committed the attempt first; discarding this run",
-                self._name,
-                committed.run_id,
-            )
-            self._discard()
-            return committed, sealed
-        if not self._exchange_open_quiet():
-            # Closed under the commit: nobody will read it; leave nothing behind. (When the
-            # lease cannot be read the commit stands: it is a fact, and close() or gc collect.)
-            self._client.delete(self._manifest_path)
-            raise self._closed_error()
-        return committed, sealed
-
-    # ------------------------------------------------------------------ fencing
-
-    def _exchange_open(self) -> bool:
-        inst = self._instance
-        return self._client.exists(lease_path(inst.base_directory, inst.query_id, inst.exchange_id))
-
-    def _exchange_open_quiet(self) -> bool:
-        try:
-            return self._exchange_open()
-        except Exception:  # cannot tell: report the original failure
-            return True
-
-    def _closed_error(self) -> ExchangeClosedError:
-        inst = self._instance
-        return ExchangeClosedError(
-            f"sink {self._name}: the exchange {inst.query_id}/{inst.exchange_id} was closed "
-            f"(no lease under {inst.base_directory}); this run's files were removed"
-        )
-
-    def _check_exchange_open(self) -> None:
-        if not self._exchange_open():
-            raise self._closed_error()
-
-    def _prune(self) -> None:
-        """Remove directories of a closed exchange that this run's writes may have recreated."""
-        inst = self._instance
-        try:
-            self._client.prune_empty_dirs(
-                inst.attempt_directory, query_dir(inst.base_directory, inst.query_id)
-            )
-            self._client.prune_empty_dirs(
-                query_dir(inst.base_directory, inst.query_id), inst.base_directory
-            )
-        except Exception as exc:
-            _log.debug("pruning the closed exchange's directories after %s: %s", self._name, exc)
 
     def abort(self) -> None:
         """Discard this run and delete what it wrote. Idempotent; no-op after finish().
@@ -544,7 +446,7 @@ class ExchangeSink:
     def _open_file(self) -> RecordFileWriter:
         inst = self._instance
         if self._file_index == 0:
-            self._check_exchange_open()  # a late run must not recreate a closed exchange
+            self._fence.check()  # a late run must not recreate a closed exchange
         path = data_file_path(self._run_directory, self._file_index)
         context = data_file_context(
             inst.query_id,
