@@ -12,7 +12,16 @@ import random
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["BenchData", "generate", "lineitem_rows", "records_checksum"]
+__all__ = [
+    "BenchData",
+    "generate",
+    "lineitem_rows",
+    "record_pool",
+    "records_checksum",
+    "text_pages",
+]
+
+_MB = 1 << 20
 
 _FLAGS = ("A", "N", "R")
 _STATUS = ("F", "O")
@@ -98,6 +107,45 @@ def lineitem_rows(count: int, seed: int) -> list[bytes]:
             ).encode()
         )
     return rows
+
+
+def text_pages(size_bytes: int, *, page_size: int = 64 << 10, seed: int = 0) -> list[bytes]:
+    """Lineitem rows grouped into pages of about ``page_size`` bytes, ``size_bytes`` in all.
+
+    Rows are drawn from a pool of 50,000 distinct rows, so the data compresses about as well
+    as real lineitem text (LZ4 about 2x, ZSTD about 3.5x) while generation stays fast.
+    """
+    rng = random.Random(seed)
+    pool = lineitem_rows(50_000, seed)
+    per_page = max(1, page_size // (sum(len(r) for r in pool[:100]) // 100))
+    pages: list[bytes] = []
+    total = 0
+    while total < size_bytes:
+        page = b"".join(rng.choices(pool, k=per_page))
+        pages.append(page)
+        total += len(page)
+    return pages
+
+
+def record_pool(seed: int, record_size: int, pool_bytes: int = 64 * _MB) -> list[bytes]:
+    """Distinct records of ``record_size`` bytes cut at random offsets of lineitem text.
+
+    About ``pool_bytes`` of records (at least 16), so a block rarely holds the same record
+    twice and the compression ratio is that of the text, not of repeats.
+    """
+    base = b"".join(text_pages(32 * _MB, page_size=1 << 20, seed=seed))
+    view = memoryview(base)
+    rng = random.Random(seed)
+    count = max(16, pool_bytes // max(1, record_size))
+    span = max(1, len(base) - record_size)
+    out = []
+    for _ in range(count):
+        if record_size <= len(base):
+            off = rng.randrange(span)
+            out.append(bytes(view[off : off + record_size]))
+        else:
+            out.append((base * (record_size // len(base) + 1))[:record_size])
+    return out
 
 
 @dataclass(frozen=True, slots=True)

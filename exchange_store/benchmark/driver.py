@@ -27,6 +27,7 @@ from typing import Any
 
 from exchange_store.benchmark.counting import CountingFileSystemClient
 from exchange_store.benchmark.data import BenchData
+from exchange_store.benchmark.harness import median_by, ratio
 from exchange_store.benchmark.memory import current_rss, peak_rss, reset_peak_rss
 from exchange_store.errors import IntegrityError
 from exchange_store.exchange.config import ExchangeManagerConfig
@@ -469,8 +470,7 @@ def run_bench(
 
 
 def _median(rows: list[BenchResult]) -> BenchResult:
-    ordered = sorted(rows, key=lambda r: r.write_seconds + r.read_seconds)
-    chosen = ordered[(len(ordered) - 1) // 2]
+    chosen = median_by(rows, lambda r: r.write_seconds + r.read_seconds)
     return replace(chosen, verified=all(r.verified for r in rows))
 
 
@@ -513,9 +513,7 @@ def _one_pass(
 
 
 def _with_ratios(row: BenchResult, plain: BenchResult) -> BenchResult:
-    def ratio(a: float, b: float) -> float | None:
-        return round(a / b, 3) if b else None
-
+    # Rates, not times: the exchange's MB/s over plain I/O's.
     return replace(
         row,
         write_vs_plain=ratio(row.write_mb_s, plain.write_mb_s),

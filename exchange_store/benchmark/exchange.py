@@ -12,7 +12,6 @@ call these.
 
 from __future__ import annotations
 
-import functools
 import os
 import random
 import shutil
@@ -23,43 +22,18 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from exchange_store._malloc import raise_malloc_thresholds
-from exchange_store.benchmark.format import make_pages
+from exchange_store.benchmark.data import record_pool
+from exchange_store.benchmark.harness import BestTimes, ratio
 from exchange_store.exchange.handles import ExchangeContext
 from exchange_store.exchange.manager import ExchangeManager
 
 __all__ = [
     "drop_page_cache",
-    "lineitem_records",
-    "record_pool",
     "run_exchange_bench",
     "run_memory_bench",
 ]
 
 _MB = 1 << 20
-
-
-def lineitem_records(seed: int, record_size: int, count: int) -> list[bytes]:
-    """``count`` distinct, semi-compressible records of about ``record_size`` bytes each."""
-    rng = random.Random(seed)
-    flags = ["N", "R", "A"]
-    modes = ["AIR", "MAIL", "SHIP", "TRUCK", "RAIL", "FOB", "REG AIR"]
-    out = []
-    for _ in range(count):
-        rows = []
-        size = 0
-        while size < record_size:
-            row = (
-                f"{rng.randrange(6_000_000)}|{rng.randrange(200_000)}|{rng.randrange(10_000)}|"
-                f"{rng.randrange(1, 8)}|{rng.randrange(1, 51)}|{rng.uniform(900, 105_000):.2f}|"
-                f"0.0{rng.randrange(10)}|0.0{rng.randrange(9)}|{rng.choice(flags)}|"
-                f"{rng.choice('OF')}|199{rng.randrange(2, 9)}-0{rng.randrange(1, 10)}-"
-                f"{rng.randrange(10, 29)}|{rng.choice(modes)}|"
-                f"{''.join(rng.choices('abcdefghijklmnopqrstuvwxyz ', k=rng.randrange(10, 44)))}\n"
-            )
-            rows.append(row)
-            size += len(row)
-        out.append("".join(rows).encode()[:record_size])
-    return out
 
 
 def _records(
@@ -73,29 +47,6 @@ def _records(
         yield rng.randrange(partitions), record
         written += len(record)
         i += 1
-
-
-def record_pool(seed: int, record_size: int, pool_bytes: int = 64 * _MB) -> list[bytes]:
-    """Distinct records of ``record_size`` bytes cut at random offsets of lineitem-like text.
-
-    About ``pool_bytes`` of records (at least 16), so a block rarely holds the same record
-    twice and the compression ratio is that of the text (LZ4 about 2x, ZSTD about 3.5x, as
-    TPC-H lineitem pages), not of repeats. The text is the format bench's
-    :func:`~exchange_store.benchmark.format.make_pages`.
-    """
-    base = b"".join(make_pages(32 * _MB, page_size=1 << 20, seed=seed))
-    view = memoryview(base)
-    rng = random.Random(seed)
-    count = max(16, pool_bytes // max(1, record_size))
-    span = max(1, len(base) - record_size)
-    out = []
-    for _ in range(count):
-        if record_size <= len(base):
-            off = rng.randrange(span)
-            out.append(bytes(view[off : off + record_size]))
-        else:
-            out.append((base * (record_size // len(base) + 1))[:record_size])
-    return out
 
 
 def drop_page_cache() -> bool:
@@ -116,20 +67,8 @@ def _consume(source: Any) -> int:
     return n
 
 
-class _Times:
-    """Best (smallest) seconds per phase over the repeats."""
-
-    def __init__(self) -> None:
-        self.best: dict[str, float] = {}
-        self.cpu_write = 0.0
-
-    def add(self, phase: str, seconds: float) -> None:
-        if phase not in self.best or seconds < self.best[phase]:
-            self.best[phase] = seconds
-
-
 def _plain_round(
-    directory: str, data: Sequence[Sequence[tuple[int, bytes]]], cold: bool, times: _Times
+    directory: str, data: Sequence[Sequence[tuple[int, bytes]]], cold: bool, times: BestTimes
 ) -> int:
     """The baseline: what a user would do to spool the same bytes durably.
 
@@ -177,7 +116,7 @@ def _exchange_round(
     partitions: int,
     data: Sequence[Sequence[tuple[int, bytes]]],
     cold: bool,
-    times: _Times,
+    times: BestTimes,
 ) -> dict[str, Any]:
     """One write+commit of every task, then reads through sources (warm, then cold)."""
     exchange = manager.create_exchange(ExchangeContext("bench", exchange_id), partitions)
@@ -202,7 +141,7 @@ def _exchange_round(
         write_s = time.perf_counter() - start
         cpu = time.process_time() - cpu0
         if "write" not in times.best or write_s < times.best["write"]:
-            times.cpu_write = cpu / write_s
+            times.best["write_cpu_per_wall"] = cpu / write_s
         times.add("write", write_s)
 
         start = time.perf_counter()
@@ -225,16 +164,6 @@ def _exchange_round(
     finally:
         exchange.close()
         os.sync()
-
-
-def _rate(mb: float, times: _Times, phase: str) -> float | None:
-    seconds = times.best.get(phase)
-    return round(mb / seconds, 1) if seconds else None
-
-
-def _ratio(plain: _Times, xs: _Times, phase: str) -> float | None:
-    a, b = plain.best.get(phase), xs.best.get(phase)
-    return round(a / b, 3) if a and b else None
 
 
 def run_exchange_bench(
@@ -294,7 +223,7 @@ def run_exchange_bench(
                 **(extra_properties or {}),
             }
             manager = ExchangeManager.from_properties(props)
-            plain, xs = _Times(), _Times()
+            plain, xs = BestTimes(), BestTimes()
             info: dict[str, Any] = {}
             try:
                 for r in range(max(1, repeat)):
@@ -310,8 +239,13 @@ def run_exchange_bench(
                 manager.close()
             raw = info["raw"]
             mb = raw / _MB
-            rate = functools.partial(_rate, mb)
-            ratio = functools.partial(_ratio, plain, xs)
+
+            def rate(times: BestTimes, phase: str, nbytes: int = raw) -> float | None:
+                return times.rate(nbytes, phase)
+
+            def vs_plain(phase: str, p: BestTimes = plain, x: BestTimes = xs) -> float | None:
+                return ratio(p.best.get(phase), x.best.get(phase))
+
             results.append(
                 {
                     "codec": codec,
@@ -323,17 +257,17 @@ def run_exchange_bench(
                     "repeat": repeat,
                     "write_mb_s": rate(xs, "write"),
                     "plain_write_mb_s": rate(plain, "write"),
-                    "write_ratio": ratio("write"),
+                    "write_ratio": vs_plain("write"),
                     "read_mb_s": rate(xs, "read"),
                     "plain_read_mb_s": rate(plain, "read"),
-                    "read_ratio": ratio("read"),
+                    "read_ratio": vs_plain("read"),
                     "read_cold_mb_s": rate(xs, "read_cold"),
                     "plain_read_cold_mb_s": rate(plain, "read_cold"),
-                    "read_cold_ratio": ratio("read_cold"),
+                    "read_cold_ratio": vs_plain("read_cold"),
                     "roundtrip_mb_s": rate(xs, "roundtrip"),
                     "plain_roundtrip_mb_s": rate(plain, "roundtrip"),
-                    "roundtrip_ratio": ratio("roundtrip"),
-                    "write_cpu_per_wall": round(xs.cpu_write, 2),
+                    "roundtrip_ratio": vs_plain("roundtrip"),
+                    "write_cpu_per_wall": round(xs.best.get("write_cpu_per_wall", 0.0), 2),
                     "compression_ratio": round(raw / max(1, info["stored"]), 3),
                     "files_per_attempt": info["files"],
                     "stored_bytes_per_attempt": info["stored"] // tasks,
@@ -362,7 +296,7 @@ def run_memory_bench(
     """
     own_dir = base_dir is None
     root = tempfile.mkdtemp(prefix="xs-bench-mem-") if base_dir is None else base_dir
-    pool = lineitem_records(7, record_size, 512)
+    pool = record_pool(7, record_size, 512 * record_size)
     raise_malloc_thresholds()  # its one-off 16 MiB buffer must not count as sink memory
     out = []
     try:

@@ -14,16 +14,15 @@ The writer's CPU time / wall time shows whether encoding uses more than one core
 from __future__ import annotations
 
 import os
-import random
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from exchange_store._malloc import raise_malloc_thresholds
+from exchange_store.benchmark.data import text_pages
+from exchange_store.benchmark.harness import timed
 from exchange_store.codecs.base import Codec
 from exchange_store.codecs.registry import get_codec
 from exchange_store.crypto.aes import derive_cipher, nonce_for
@@ -31,53 +30,10 @@ from exchange_store.format.model import FormatOptions
 from exchange_store.format.reader import read_file
 from exchange_store.format.writer import RecordFileWriter, WritableStream
 
-__all__ = ["make_pages", "run_format_bench"]
+__all__ = ["run_format_bench"]
 
 _MB = 1 << 20
 _BARE_AAD = b"bench/stage-0/tp0/a0/f0"
-
-
-def make_pages(size_bytes: int, *, page_size: int = 64 << 10, seed: int = 0) -> list[bytes]:
-    """Lineitem-like text rows grouped into pages of about ``page_size`` bytes.
-
-    Rows are drawn from a pool of distinct generated rows, so the data compresses about as
-    well as real lineitem text (LZ4 roughly 2-3x) while generation stays fast.
-    """
-    rnd = random.Random(seed)
-    modes = [b"TRUCK", b"MAIL", b"REG AIR", b"AIR", b"FOB", b"RAIL", b"SHIP"]
-    instr = [b"DELIVER IN PERSON", b"COLLECT COD", b"NONE", b"TAKE BACK RETURN"]
-    words = b"furiously regular ideas sleep carefully final deposits haggle slyly".split()
-    pool = [
-        b"%d|%d|%d|%d|%d|%.2f|0.0%d|0.0%d|%s|%s|1995-%02d-%02d|1995-%02d-%02d|%s|%s|%s|\n"
-        % (
-            rnd.randrange(6_000_000),
-            rnd.randrange(200_000),
-            rnd.randrange(10_000),
-            rnd.randrange(1, 8),
-            rnd.randrange(1, 51),
-            rnd.random() * 100_000,
-            rnd.randrange(10),
-            rnd.randrange(9),
-            rnd.choice([b"N", b"R", b"A"]),
-            rnd.choice([b"O", b"F"]),
-            rnd.randrange(1, 13),
-            rnd.randrange(1, 29),
-            rnd.randrange(1, 13),
-            rnd.randrange(1, 29),
-            rnd.choice(instr),
-            rnd.choice(modes),
-            b" ".join(rnd.choices(words, k=rnd.randrange(2, 7))),
-        )
-        for _ in range(50_000)
-    ]
-    per_page = max(1, page_size // (sum(len(r) for r in pool[:100]) // 100))
-    pages: list[bytes] = []
-    total = 0
-    while total < size_bytes:
-        page = b"".join(rnd.choices(pool, k=per_page))
-        pages.append(page)
-        total += len(page)
-    return pages
 
 
 def _blocks(pages: Sequence[bytes], block_size: int) -> list[list[bytes]]:
@@ -124,25 +80,6 @@ class _MemoryReader:
 
     def size(self, path: str) -> int:
         return len(self.data)
-
-
-@dataclass(frozen=True, slots=True)
-class _Timing:
-    wall: float
-    cpu: float
-
-
-def _timed(fn: Callable[[], object], repeat: int) -> _Timing:
-    """Best wall time of ``repeat`` runs of ``fn``, with the CPU time of that run."""
-    best: _Timing | None = None
-    for _ in range(max(1, repeat)):
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        fn()
-        run = _Timing(time.perf_counter() - wall0, time.process_time() - cpu0)
-        if best is None or run.wall < best.wall:
-            best = run
-    assert best is not None
-    return best
 
 
 def _bare_encode(block: list[bytes], i: int, codec: Codec, cipher: AESGCM | None) -> bytes:
@@ -228,7 +165,7 @@ def run_format_bench(
         ``workers``, ``readahead``, ``block_size``, ``cores``.
     """
     raise_malloc_thresholds()  # as the exchange does: both sides then reuse freed memory
-    data = list(pages) if pages is not None else make_pages(size_mb * _MB, seed=seed)
+    data = list(pages) if pages is not None else text_pages(size_mb * _MB, seed=seed)
     raw = sum(len(p) for p in data)
     blocks = _blocks(data, block_size)
     raw_sizes = [sum(map(len, block)) for block in blocks]
@@ -241,12 +178,12 @@ def run_format_bench(
             key = os.urandom(32) if encrypted else None
             cipher = derive_cipher(key, os.urandom(16), b"bench") if key is not None else None
             options = FormatOptions(codec=codec, block_size=block_size, key=key, workers=workers)
-            bare_w = _timed(partial(_bare_write, blocks, codec, cipher), repeat)
-            fmt_w = _timed(
+            bare_w = timed(partial(_bare_write, blocks, codec, cipher), repeat)
+            fmt_w = timed(
                 partial(_format_write, blocks, options, context, _CountingStream()), repeat
             )
             stored = [_bare_encode(block, i, codec, cipher) for i, block in enumerate(blocks)]
-            bare_r = _timed(partial(_bare_read, stored, raw_sizes, codec, cipher), repeat)
+            bare_r = timed(partial(_bare_read, stored, raw_sizes, codec, cipher), repeat)
             del stored
             keeping = _KeepingStream()
             _format_write(blocks, options, context, keeping)
@@ -255,8 +192,8 @@ def run_format_bench(
             got = _format_read(reader, options, context, readahead)
             if got != raw:
                 raise AssertionError(f"format bench read {got} bytes, wrote {raw}")
-            fmt_r = _timed(partial(_format_read, reader, options, context, readahead), repeat)
-            one_r = _timed(partial(_format_read, reader, options, context, 0), repeat)
+            fmt_r = timed(partial(_format_read, reader, options, context, readahead), repeat)
+            one_r = timed(partial(_format_read, reader, options, context, 0), repeat)
             results.append(
                 {
                     "codec": name,
