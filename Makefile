@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: help run test test-fast test-reliability lint typecheck bench clean
+.PHONY: help run test test-reliability lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,10 +30,11 @@ test: $(VENV)/.installed-test  ## set up and run the whole test suite
 test-reliability: $(VENV)/.installed-test  ## the full reliability sweep (crash points, fuzz, races)
 	$(PY) -m pytest -q -m reliability tests/reliability
 
-lint: $(VENV)/.installed-test  ## ruff and mypy
+lint: $(VENV)/.installed-test  ## ruff, mypy and the architecture contract (import-linter)
 	$(BIN)/ruff check exchange_store tests bench
 	$(BIN)/ruff format --check exchange_store tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed  ## the storage benchmark with in-run baselines
 	$(BIN)/exchange-store bench --etc etc

@@ -1,0 +1,155 @@
+"""What a bench run measures and reports: one row per case, with the counters it needs.
+
+Shared by the exchange run (:mod:`.driver`) and the baselines (:mod:`.baselines`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from exchange_store.benchmark.data import BenchData
+from exchange_store.benchmark.memory import current_rss, peak_rss, reset_peak_rss
+
+__all__ = [
+    "MB",
+    "BenchResult",
+    "Measure",
+    "Progress",
+    "no_progress",
+    "parallel",
+    "result",
+    "start_memory",
+]
+
+MB = float(1 << 20)
+
+Progress = Callable[[str, int], None]
+
+
+def no_progress(_what: str, _advance: int) -> None:
+    """A progress callback that shows nothing."""
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BenchResult:
+    """One row of the report; every field is always present (None where not applicable).
+
+    Attributes:
+        name: ``exchange LZ4+AES``, ``plain I/O``, ``bare ZSTD``, ...
+        kind: ``exchange``, ``plain-io`` or ``bare-codec``.
+        codec: NONE, LZ4 or ZSTD.
+        encryption: AES-256-GCM on.
+        raw_bytes: Record bytes moved.
+        stored_bytes: Bytes on storage (or produced by the bare codec).
+        write_seconds: Wall time of the write (write + commit) side.
+        read_seconds: Wall time of the read side.
+        write_mb_s: raw MiB / write seconds.
+        read_mb_s: raw MiB / read seconds.
+        write_vs_plain: write MB/s over plain I/O's write MB/s.
+        read_vs_plain: read MB/s over plain I/O's read MB/s.
+        compression_ratio: raw bytes / stored bytes.
+        attempts: Task attempts (= tasks).
+        files: Files written (data files and manifests).
+        files_per_attempt: files / attempts.
+        write_requests: Backend calls while writing (stream writes not counted).
+        read_requests: Backend calls while reading.
+        requests_per_attempt: write_requests / attempts.
+        stream_writes: Writes into open streams (buffered by the backend).
+        peak_rss_mb: RSS high-water mark during the run (MiB).
+        peak_rss_delta_mb: That minus RSS at the start of the run (MiB).
+        verified: Every record read back intact (checksum of all records).
+    """
+
+    name: str
+    kind: str
+    codec: str
+    encryption: bool
+    raw_bytes: int
+    stored_bytes: int
+    write_seconds: float
+    read_seconds: float
+    write_mb_s: float
+    read_mb_s: float
+    write_vs_plain: float | None
+    read_vs_plain: float | None
+    compression_ratio: float
+    attempts: int
+    files: int
+    files_per_attempt: float
+    write_requests: int
+    read_requests: int
+    requests_per_attempt: float
+    stream_writes: int
+    peak_rss_mb: float
+    peak_rss_delta_mb: float
+    verified: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class Measure:
+    """Counters filled in while one case runs."""
+
+    write_seconds: float = 0.0
+    read_seconds: float = 0.0
+    stored: int = 0
+    files: int = 0
+    write_requests: int = 0
+    read_requests: int = 0
+    stream_writes: int = 0
+    verified: bool = False
+    rss0: int = 0
+    peak: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def start_memory(m: Measure) -> None:
+    """Reset the RSS high-water mark and note the RSS now."""
+    reset_peak_rss()
+    m.rss0 = current_rss()
+
+
+def result(
+    name: str, kind: str, codec: str, enc: bool, data: BenchData, m: Measure, tasks: int
+) -> BenchResult:
+    """The row of one finished case (rates, compression, requests, memory)."""
+    m.peak = max(peak_rss(), m.rss0)
+    raw = data.total_bytes
+    return BenchResult(
+        name=name,
+        kind=kind,
+        codec=codec,
+        encryption=enc,
+        raw_bytes=raw,
+        stored_bytes=m.stored,
+        write_seconds=round(m.write_seconds, 4),
+        read_seconds=round(m.read_seconds, 4),
+        write_mb_s=round(raw / MB / m.write_seconds, 1) if m.write_seconds else 0.0,
+        read_mb_s=round(raw / MB / m.read_seconds, 1) if m.read_seconds else 0.0,
+        write_vs_plain=None,
+        read_vs_plain=None,
+        compression_ratio=round(raw / m.stored, 3) if m.stored else 0.0,
+        attempts=tasks,
+        files=m.files,
+        files_per_attempt=round(m.files / tasks, 2),
+        write_requests=m.write_requests,
+        read_requests=m.read_requests,
+        requests_per_attempt=round(m.write_requests / tasks, 1),
+        stream_writes=m.stream_writes,
+        peak_rss_mb=round(m.peak / MB, 1),
+        peak_rss_delta_mb=round((m.peak - m.rss0) / MB, 1),
+        verified=m.verified,
+    )
+
+
+def parallel(fn: Callable[[int], Any], n: int, concurrency: int) -> list[Any]:
+    """``fn(0) .. fn(n - 1)`` on up to ``concurrency`` threads, results in order."""
+    with ThreadPoolExecutor(max(1, min(concurrency, n))) as pool:
+        return list(pool.map(fn, range(n)))
