@@ -15,17 +15,9 @@ import zlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from exchange_store.benchmark import results
 from exchange_store.benchmark.counting import CountingFileSystemClient
 from exchange_store.benchmark.data import BenchData
-from exchange_store.benchmark.results import (
-    BenchResult,
-    Measure,
-    Progress,
-    no_progress,
-    parallel,
-    result,
-    start_memory,
-)
 from exchange_store.errors import IntegrityError
 from exchange_store.filesystems.base import join
 
@@ -43,8 +35,8 @@ def plain_io_run(
     data: BenchData,
     *,
     concurrency: int = 4,
-    progress: Progress = no_progress,
-) -> BenchResult:
+    progress: results.Progress = results.no_progress,
+) -> results.BenchResult:
     """Write each task's records into one file with a streaming write, then read them back."""
     root = join(base, f"bench-plain-{uuid.uuid4().hex[:12]}")
     tasks = len(data.tasks)
@@ -54,8 +46,8 @@ def plain_io_run(
         for _, rec in records:
             crc = zlib.crc32(rec, crc)
         expected.append(crc)
-    m = Measure()
-    start_memory(m)
+    m = results.Measure()
+    results.start_memory(m)
     client.reset()
 
     def write(t: int) -> None:
@@ -80,7 +72,7 @@ def plain_io_run(
 
     try:
         t0 = time.perf_counter()
-        parallel(write, tasks, concurrency)
+        results.parallel(write, tasks, concurrency)
         m.write_seconds = time.perf_counter() - t0
         calls = client.snapshot()
         m.write_requests = client.requests
@@ -90,13 +82,13 @@ def plain_io_run(
         m.stored = sum(f.size for f in files)
         client.reset()
         t0 = time.perf_counter()
-        oks = parallel(read, tasks, concurrency)
+        oks = results.parallel(read, tasks, concurrency)
         m.read_seconds = time.perf_counter() - t0
         m.read_requests = client.requests
         m.verified = all(oks) and m.stored == data.total_bytes
     finally:
         client.delete_recursive(root)
-    return result("plain I/O", "plain-io", "NONE", False, data, m, tasks)
+    return results.result("plain I/O", "plain-io", "NONE", False, data, m, tasks)
 
 
 # ---------------------------------------------------------------- bare codec
@@ -124,8 +116,8 @@ def bare_codec_run(
     block_size: int = 1 << 20,
     threads: int = 2,
     tasks: int = 1,
-    progress: Progress = no_progress,
-) -> BenchResult:
+    progress: results.Progress = results.no_progress,
+) -> results.BenchResult:
     """The codec (and AES-256-GCM) alone on the same bytes, block by block, on ``threads``."""
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -134,8 +126,8 @@ def bare_codec_run(
     codec = get_codec(codec_name)
     aead = AESGCM(os.urandom(32)) if encryption else None
     aad = b"bench"
-    m = Measure()
-    start_memory(m)
+    m = results.Measure()
+    results.start_memory(m)
 
     def encode(item: tuple[int, bytes]) -> tuple[int, bytes, int]:
         i, block = item
@@ -165,4 +157,4 @@ def bare_codec_run(
     expected = [zlib.crc32(b) for b in _blocks(data, block_size)]
     m.verified = crcs == expected
     name = f"bare {codec_name}" + ("+AES" if encryption else "")
-    return result(name, "bare-codec", codec_name, encryption, data, m, tasks)
+    return results.result(name, "bare-codec", codec_name, encryption, data, m, tasks)

@@ -64,14 +64,9 @@ class SnapshotStore(SnapshotMaintenance):
     """Task-state snapshots of jobs, on any filesystem client.
 
     Thread-safe. Several processes (a coordinator and its workers, or a restarted coordinator)
-    may use stores built from the same configuration over the same storage at once.
-
-    Args:
-        config: The typed configuration.
-        client: The filesystem client, confined to the base directories.
-        key: The 32-byte key when encryption is enabled (None otherwise).
-        clock: Time source for deadlines and expiry (tests inject one).
-        owns_client: Close ``client`` in :meth:`close`.
+    may use stores built from the same configuration over the same storage at once. Built with
+    :meth:`from_etc` or :meth:`from_properties`, or directly as a
+    :class:`~exchange_store.snapshots.catalog.SnapshotCatalog` (same arguments).
     """
 
     @classmethod

@@ -57,48 +57,33 @@ import tenacity
 from exchange_store.errors import ConfigurationError, InvalidArgumentError
 from exchange_store.filesystems.base import FileSystemClient, OutputStream
 from exchange_store.filesystems.forwarding import ForwardingFileSystemClient
+
+# The plan's names are this module's public surface too (``X as X`` re-exports them).
+from exchange_store.testing.fault_plan import FAULT_KINDS as FAULT_KINDS
+from exchange_store.testing.fault_plan import FAULTY_TYPE as FAULTY_TYPE
+from exchange_store.testing.fault_plan import INNER_TYPE_KEY as INNER_TYPE_KEY
+from exchange_store.testing.fault_plan import OP_LOG_FILE_KEY as OP_LOG_FILE_KEY
+from exchange_store.testing.fault_plan import OPERATIONS as OPERATIONS
+from exchange_store.testing.fault_plan import PLAN_KEY as PLAN_KEY
+from exchange_store.testing.fault_plan import Fault as Fault
+from exchange_store.testing.fault_plan import FaultKind as FaultKind
+from exchange_store.testing.fault_plan import FaultPlan as FaultPlan
+from exchange_store.testing.fault_plan import InjectedFaultError as InjectedFaultError
+from exchange_store.testing.fault_plan import InternalServerError as InternalServerError
+from exchange_store.testing.fault_plan import OpRecord as OpRecord
+from exchange_store.testing.fault_plan import SlowDownError as SlowDownError
 from exchange_store.testing.fault_plan import (
-    FAULT_KINDS,
-    FAULTY_TYPE,
-    INNER_TYPE_KEY,
-    OP_LOG_FILE_KEY,
-    OPERATIONS,
-    PLAN_KEY,
-    Fault,
-    FaultKind,
-    FaultPlan,
-    InjectedFaultError,
-    InternalServerError,
-    OpRecord,
-    SlowDownError,
     _InjectedConnectionError,
     _InjectedOSError,
     _InjectedPermissionError,
-    faulty_properties,
-    read_op_log_file,
-    register_faulty_filesystem,
+)
+from exchange_store.testing.fault_plan import faulty_properties as faulty_properties
+from exchange_store.testing.fault_plan import read_op_log_file as read_op_log_file
+from exchange_store.testing.fault_plan import (
+    register_faulty_filesystem as register_faulty_filesystem,
 )
 
-__all__ = [
-    "FAULTY_TYPE",
-    "FAULT_KINDS",
-    "INNER_TYPE_KEY",
-    "OPERATIONS",
-    "OP_LOG_FILE_KEY",
-    "PLAN_KEY",
-    "Fault",
-    "FaultKind",
-    "FaultPlan",
-    "FaultyFileSystemClient",
-    "FaultySpec",
-    "InjectedFaultError",
-    "InternalServerError",
-    "OpRecord",
-    "SlowDownError",
-    "faulty_properties",
-    "read_op_log_file",
-    "register_faulty_filesystem",
-]
+__all__ = ["FaultyFileSystemClient", "FaultySpec"]
 
 T = TypeVar("T")
 
