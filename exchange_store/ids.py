@@ -6,9 +6,12 @@ import re
 
 from exchange_store.errors import InvalidArgumentError
 
-__all__ = ["ID_PATTERN", "check_id", "check_non_negative_int"]
+__all__ = ["ID_PATTERN", "INT_ID_LIMIT", "check_id", "check_int_id", "check_non_negative_int"]
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+INT_ID_LIMIT = 1 << 31
+"""Task partition and attempt ids are below this (a Java ``int``, as the engines' ids)."""
 
 
 def check_id(value: object, what: str) -> str:
@@ -39,3 +42,12 @@ def check_non_negative_int(value: object, what: str, upper: int | None = None) -
     if upper is not None and value >= upper:
         raise InvalidArgumentError(f"invalid {what} {value!r}: must be below {upper}")
     return value
+
+
+def check_int_id(value: object, what: str) -> int:
+    """A task partition or attempt id: an ``int`` in ``[0, 2**31)``.
+
+    Raises:
+        InvalidArgumentError: not an int, negative, or 2**31 and above (names ``what``).
+    """
+    return check_non_negative_int(value, what, INT_ID_LIMIT)

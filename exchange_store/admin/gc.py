@@ -7,16 +7,22 @@ with the knowledge of the layout and of the leases:
   which nothing was modified for ``older_than``, is deleted from every base directory, with any
   incomplete multipart upload under it;
 * an exchange directory without a lease (a crash between creating the directory and writing
-  the lease) is deleted when nothing under it was modified for ``older_than``;
+  the lease) is deleted when nothing under it was modified for ``older_than`` and at least
+  one lease TTL (``exchange.lease-ttl``), whatever ``older_than`` says: an exchange being
+  created has no lease for a moment;
 * a live exchange (any fresh lease copy) is never touched, not even the attempts of crashed
   workers inside it: the owner's ``close()`` removes those;
 * pending snapshots whose deadline passed and whose lease expired are expired (their partial
   state deleted), and completed checkpoints beyond the retention count (left by a crash between
   completion and retention) are deleted; completed snapshots retention keeps and savepoints
   are never deleted;
-* incomplete multipart uploads (local: ``*.partial`` files) older than ``older_than`` are
-  aborted under every base directory, except under live exchanges and live pending
-  snapshots (a slow writer's upload is never cut off).
+* incomplete multipart uploads (local: ``*.partial`` files) older than ``older_than`` and at
+  least one lease TTL are aborted under every base directory, except under live exchanges and
+  live pending snapshots, whose leases are read again right before each abort (a slow
+  writer's upload is never cut off, nor one of an exchange created during the pass).
+
+So ``--older-than 0s`` is safe beside live queries: it only shortens how long a dead owner's
+things are kept, never what counts as dead.
 
 Safe to run from several machines at once: every delete is idempotent, the lease is read again
 right before each delete, and the listing a delete relies on is always taken after that lease
@@ -141,6 +147,17 @@ class GarbageCollector:
 
     # ------------------------------------------------------------------ exchanges
 
+    def _floor(self) -> float:
+        """The least idle time of anything collected without a dead owner's lease to show.
+
+        ``older_than``, but never less than one lease TTL: an exchange (or snapshot) being
+        created has its directory a moment before its lease.
+        """
+        ttl = self.exchanges.lease_ttl if self.exchanges is not None else 0.0
+        if self.snapshots is not None:
+            ttl = max(ttl, self.snapshots.lease_ttl)
+        return max(self.older_than, ttl)
+
     def _verdict(self, client: FileSystemClient, info: ExchangeInfo) -> _Verdict:
         now = self.clock()
         state = lease_state(info, now)
@@ -163,6 +180,10 @@ class GarbageCollector:
             )
             return _Verdict(True, False, dead_for, size, reason)
         what = "unreadable lease" if info.unreadable_leases else "no lease"
+        if idle < self._floor():
+            return _Verdict(
+                False, False, idle, size, f"{what} yet, modified {format_age(idle)} ago"
+            )
         return _Verdict(True, False, idle, size, f"{what}, untouched for {format_age(idle)}")
 
     def _collect_exchanges(self, storage: ExchangeStorage) -> tuple[int, int]:
@@ -228,7 +249,7 @@ class GarbageCollector:
             for q in entries:
                 if not q.is_dir or ID_PATTERN.fullmatch(q.name) is None:
                     continue
-                fresh = q.mtime is not None and now - q.mtime < self.older_than
+                fresh = q.mtime is not None and now - q.mtime < self._floor()
                 if fresh and q.path not in emptied:
                     continue
                 native = q.path[len("file://") :] if q.path.startswith("file://") else q.path
@@ -289,14 +310,34 @@ class GarbageCollector:
             )
         return out
 
+    def _live_now(self, client: FileSystemClient, prefix: str) -> bool:
+        """Whether an exchange under ``prefix`` holds a fresh lease now (a fresh read)."""
+        if self.exchanges is None or client is not self.exchanges.client:
+            return False
+        roots = [r for r in self.exchanges.roots if prefix == r or prefix.startswith(r + "/")]
+        now = self.clock()
+        under = prefix.rstrip("/") + "/"
+        return any(
+            lease_state(info, now) == "live"
+            and any(d == prefix or d.startswith(under) for d in info.dirs)
+            for info in find_exchanges(client, roots, only_empty_ok=True)
+        )
+
     def _abort_uploads(self, client: FileSystemClient, roots: Sequence[str]) -> int:
         if not client.supports_multipart_cleanup:
             return 0
         total = 0
+        older = self._floor()
         for root in roots:
             try:
                 prefixes = self._upload_prefixes(client, root)
-                n = sum(client.abort_multipart_uploads(p, self.older_than) for p in prefixes)
+                # Leases are read again right before each abort: an exchange created since
+                # the pass began is live too.
+                n = sum(
+                    client.abort_multipart_uploads(p, older)
+                    for p in prefixes
+                    if not self._live_now(client, p)
+                )
             except StorageError as exc:
                 self._failures.append(GcFailure(f"uploads under {root}", str(exc)))
                 continue
@@ -309,7 +350,7 @@ class GarbageCollector:
                         (root,),
                         0,
                         None,
-                        f"older than {format_age(self.older_than)}",
+                        f"older than {format_age(older)}",
                         True,
                     )
                 )

@@ -52,6 +52,11 @@ class SnapshotView:
         """The store's base directories."""
         return tuple(self.store.config.base_directories)
 
+    @property
+    def lease_ttl(self) -> float:
+        """``snapshot.lease-ttl``: how long a pending snapshot's owner may be silent."""
+        return float(self.store.config.lease_ttl)
+
     def close(self) -> None:
         """Close the store."""
         self.store.close()
@@ -123,14 +128,16 @@ class SnapshotView:
             now: The time decisions are made at.
             dry_run: Delete nothing.
             failures: Where failed items are recorded.
-            older_than: Grace period for directories without records.
+            older_than: Grace period for directories without records (at least one lease
+                TTL is applied whatever is given: a snapshot being begun has no record yet).
             live: Filled with the directories of pending snapshots whose lease is fresh.
         """
         for job in self.store.list_jobs():
             try:
                 yield from self._collect_pending(job, now, dry_run, live)
                 yield from self._collect_retention(job, now, dry_run)
-                yield from self._collect_orphans(job, now, dry_run, older_than)
+                grace = max(older_than, self.lease_ttl)
+                yield from self._collect_orphans(job, now, dry_run, grace)
             except (StorageError, IntegrityError) as exc:
                 failures.append(GcFailure(f"job {job}", str(exc)))
 

@@ -53,7 +53,7 @@ from exchange_store.exchange.paths import (
 from exchange_store.exchange.planning import cut_source_handles
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.lease import Lease
-from exchange_store.ids import check_non_negative_int
+from exchange_store.ids import check_int_id
 
 if TYPE_CHECKING:
     from exchange_store.exchange.config import ExchangeManagerConfig
@@ -182,7 +182,7 @@ class Exchange:
         Raises:
             InvalidArgumentError: bad id, or a new task partition after ``no_more_sinks()``.
         """
-        tp = check_non_negative_int(task_partition_id, "task_partition_id")
+        tp = check_int_id(task_partition_id, "task_partition_id")
         with self._lock:
             self._check_open()
             handle = self._sinks.get(tp)
@@ -214,7 +214,7 @@ class Exchange:
             InvalidArgumentError: the sink is not from this exchange, or a bad attempt id.
         """
         tp = self._check_sink(sink)
-        attempt = check_non_negative_int(attempt_id, "attempt_id")
+        attempt = check_int_id(attempt_id, "attempt_id")
         cfg = self._config
         q, e = self._context.query_id, self._context.exchange_id
         base = base_directory_for(cfg.base_directories, tp)
@@ -255,7 +255,7 @@ class Exchange:
                 receipt of another attempt.
         """
         tp = self._check_sink(sink)
-        attempt = check_non_negative_int(attempt_id, "attempt_id")
+        attempt = check_int_id(attempt_id, "attempt_id")
         if receipt is not None:
             self._check_receipt(receipt, tp, attempt)
         with self._lock:

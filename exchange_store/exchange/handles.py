@@ -23,7 +23,7 @@ from exchange_store.exchange.paths import (
 from exchange_store.format import BlockRef
 from exchange_store.format.model import decode_blocks, encode_blocks
 from exchange_store.format.structs import decode_varint, encode_varint
-from exchange_store.ids import check_id, check_non_negative_int
+from exchange_store.ids import check_id, check_int_id
 
 __all__ = [
     "ExchangeContext",
@@ -74,7 +74,7 @@ class ExchangeSinkHandle:
     def __post_init__(self) -> None:
         check_id(self.query_id, "query_id")
         check_id(self.exchange_id, "exchange_id")
-        check_non_negative_int(self.task_partition_id, "task_partition_id")
+        check_int_id(self.task_partition_id, "task_partition_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +110,7 @@ class ExchangeSinkInstanceHandle:
     key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        check_non_negative_int(self.attempt_id, "attempt_id")
+        check_int_id(self.attempt_id, "attempt_id")
 
     @property
     def query_id(self) -> str:

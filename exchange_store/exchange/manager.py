@@ -16,6 +16,7 @@ from types import TracebackType
 from exchange_store.config import load_etc
 from exchange_store.errors import (
     ConfigurationError,
+    ExchangeStateError,
     InvalidArgumentError,
     StorageFileNotFoundError,
 )
@@ -70,6 +71,7 @@ class ExchangeManager:
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
         self._open: dict[str, set[str]] = {}
+        self._closed = False
 
     # ------------------------------------------------------------------ construction
 
@@ -149,6 +151,10 @@ class ExchangeManager:
         """
         if not isinstance(context, ExchangeContext):
             raise InvalidArgumentError(f"expected an ExchangeContext, got {type(context).__name__}")
+        if self._closed:
+            raise ExchangeStateError(
+                f"create_exchange({context}) on a closed ExchangeManager ({self._config.source})"
+            )
         count = output_partition_count
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InvalidArgumentError(
@@ -331,7 +337,11 @@ class ExchangeManager:
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Release the filesystem client. Exchanges must be closed by their owner first."""
+        """Release the filesystem client. Exchanges must be closed by their owner first.
+
+        Idempotent; ``create_exchange`` is refused afterwards.
+        """
+        self._closed = True
         self._client.close()
 
     def __enter__(self) -> ExchangeManager:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from exchange_store.errors import InvalidArgumentError
 from exchange_store.filesystems.base import join
-from exchange_store.ids import ID_PATTERN, check_id, check_non_negative_int
+from exchange_store.ids import ID_PATTERN, check_id, check_int_id
 
 __all__ = [
     "DATA_SUFFIX",
@@ -94,7 +94,7 @@ def task_partition_prefix(query_id: str, exchange_id: str, task_partition_id: in
 
 def task_partition_dirname(query_id: str, exchange_id: str, task_partition_id: int) -> str:
     """``{hh}-{task_partition_id}``."""
-    tp = check_non_negative_int(task_partition_id, "task_partition_id")
+    tp = check_int_id(task_partition_id, "task_partition_id")
     return f"{task_partition_prefix(query_id, exchange_id, tp)}-{tp}"
 
 
@@ -125,7 +125,7 @@ def attempt_dir(
     base: str, query_id: str, exchange_id: str, task_partition_id: int, attempt_id: int
 ) -> str:
     """``{base}/{query_id}/{exchange_id}/{hh}-{tp}/{attempt}``: all one attempt writes."""
-    attempt = check_non_negative_int(attempt_id, "attempt_id")
+    attempt = check_int_id(attempt_id, "attempt_id")
     return join(task_partition_dir(base, query_id, exchange_id, task_partition_id), str(attempt))
 
 

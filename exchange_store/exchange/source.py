@@ -22,9 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 from exchange_store._malloc import raise_malloc_thresholds
-from exchange_store.errors import InvalidArgumentError
+from exchange_store.errors import (
+    ExchangeClosedError,
+    IntegrityError,
+    InvalidArgumentError,
+    StorageError,
+)
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSourceHandle, SourceFile
+from exchange_store.exchange.paths import lease_path
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.format import FormatOptions, read_partition_blocks
 
@@ -105,8 +111,8 @@ class ExchangeSource:
                 )
             units = [unit for handle, files in pieces for unit in self._units(handle, files)]
             self._pending += len(units)
-        for options, files in units:
-            self._pool.submit(self._run_unit, options, files)
+        for handle, options, files in units:
+            self._pool.submit(self._run_unit, handle, options, files)
 
     def no_more_source_handles(self) -> None:
         """Declare that no handle will be added; may be called more than once."""
@@ -120,6 +126,7 @@ class ExchangeSource:
         Raises:
             IntegrityError: stored data failed a check.
             StorageError: reading failed after retries.
+            ExchangeClosedError: the exchange was closed under the read.
         """
         try:
             return self._ready.popleft()
@@ -226,17 +233,39 @@ class ExchangeSource:
 
     def _units(
         self, handle: ExchangeSourceHandle, files: tuple[SourceFile, ...]
-    ) -> list[tuple[FormatOptions, tuple[SourceFile, ...]]]:
+    ) -> list[tuple[ExchangeSourceHandle, FormatOptions, tuple[SourceFile, ...]]]:
         options = self._options_for(handle)
         files = tuple(f for f in files if f.blocks)
         if handle.preserve_order:
             return [
-                (options, tuple(group))
+                (handle, options, tuple(group))
                 for _, group in itertools.groupby(files, key=lambda f: f.task_partition_id)
             ]
-        return [(options, (f,)) for f in files]
+        return [(handle, options, (f,)) for f in files]
 
-    def _run_unit(self, options: FormatOptions, files: tuple[SourceFile, ...]) -> None:
+    def _closed_error(
+        self, handle: ExchangeSourceHandle, exc: BaseException
+    ) -> ExchangeClosedError | None:
+        """An ExchangeClosedError when the failed read's exchange has no lease any more."""
+        if not isinstance(exc, StorageError | IntegrityError):
+            return None
+        q, e = handle.query_id, handle.exchange_id
+        try:
+            if any(self._client.exists(lease_path(b, q, e)) for b in handle.base_directories):
+                return None
+        except Exception:  # cannot tell: the read's own error stands
+            return None
+        return ExchangeClosedError(
+            f"exchange {q}/{e} was closed (its lease is gone) while this source read "
+            f"partition {handle.partition_id}: {exc}"
+        )
+
+    def _run_unit(
+        self,
+        handle: ExchangeSourceHandle,
+        options: FormatOptions,
+        files: tuple[SourceFile, ...],
+    ) -> None:
         try:
             for file in files:
                 if self._closed or self._error is not None:
@@ -251,9 +280,10 @@ class ExchangeSource:
                 finally:
                     blocks.close()
         except BaseException as exc:
+            closed = self._closed_error(handle, exc)
             with self._cond:
                 if self._error is None and not self._closed:
-                    self._error = exc
+                    self._error = closed if closed is not None else exc
                 self._cond.notify_all()
         finally:
             with self._cond:

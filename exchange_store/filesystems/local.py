@@ -67,12 +67,27 @@ def _unlink_quietly(native: str) -> None:
         os.unlink(native)
 
 
+def _create_new(path: str) -> IO[bytes]:
+    """Open a new file for writing, creating its parent directories.
+
+    A concurrent remover of empty directories (``gc``, a closing exchange pruning its query
+    directory) may take a parent away between ``makedirs`` and ``open``: try again.
+    """
+    for _ in range(8):
+        _makedirs_for(path)
+        try:
+            return open(path, "xb")
+        except FileNotFoundError:
+            continue
+    _makedirs_for(path)
+    return open(path, "xb")
+
+
 def _write_temp(native: str, data: bytes) -> str:
     """Write ``data`` to a fsynced temporary file beside ``native``; returns its name."""
-    _makedirs_for(native)
     tmp = _temp_name(native)
     try:
-        with open(tmp, "xb") as f:
+        with _create_new(tmp) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -87,9 +102,9 @@ class _LocalOutputStream:
 
     def __init__(self, native: str) -> None:
         self._native = native
-        self._parent = _makedirs_for(native)
+        self._parent = os.path.dirname(native)
         self._tmp = _temp_name(native)
-        self._file: IO[bytes] | None = open(self._tmp, "xb")  # noqa: SIM115 - closed in close/abort
+        self._file: IO[bytes] | None = _create_new(self._tmp)
         self._done = False
 
     def write(self, data: bytes | bytearray | memoryview, /) -> int:

@@ -202,6 +202,20 @@ class S3FileSystemClient(FileSystemClient):
     ) -> S3FileSystemClient:
         """Build a client from ``etc/filesystem/NAME.properties`` (``s3.*`` keys)."""
         values = S3_SCHEMA.parse(properties, source)
+        access, secret = (
+            bool(values.get("s3.aws-access-key")),
+            bool(values.get("s3.aws-secret-key")),
+        )
+        if access != secret:
+            given, missing = (
+                ("s3.aws-access-key", "s3.aws-secret-key")
+                if access
+                else ("s3.aws-secret-key", "s3.aws-access-key")
+            )
+            raise ConfigurationError(
+                f"{source}: {given} is set but {missing} is not; give both, or neither to use "
+                "the default AWS credential chain"
+            )
         try:
             return cls(
                 roots,
