@@ -126,7 +126,9 @@ def test_close_under_a_reader_raises_exchange_closed(request, tmp_path, kind) ->
 def test_small_inputs_get_clear_errors(tmp_path, s3_properties) -> None:
     props = dict(s3_properties)
     del props["s3.aws-access-key"]
-    with pytest.raises(xs.ConfigurationError, match="s3.aws-secret-key is set but s3.aws-access"):
+    with pytest.raises(
+        xs.ConfigurationError, match=r"s3\.aws-secret-key is set but s3\.aws-access"
+    ):
         xs.ExchangeManager.from_properties(
             {"exchange.base-directories": "s3://b/x", "exchange-filesystem-type": "s3"},
             filesystems={"s3": props},
