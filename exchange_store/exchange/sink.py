@@ -1,12 +1,15 @@
 """The worker side of an exchange: one attempt of one task partition writing its output.
 
-Records are buffered per output partition. A partition's buffer becomes a block when it
-reaches ``exchange.block-size``; when all buffers together exceed half of
-``exchange.sink-max-buffer-size`` the biggest are cut into blocks early, so memory stays bounded
-whatever the partition count. Blocks go to one writer thread (FIFO) that feeds the format
-layer's :class:`~exchange_store.format.RecordFileWriter` (which encodes on its own small pool)
-and rotates data files at ``exchange.sink-max-file-size``. Blocks waiting for the writer may
-hold the other half of the budget; beyond it :meth:`ExchangeSink.add` blocks (back-pressure).
+Records are buffered per output partition; a partition's buffer becomes a block when it
+reaches ``exchange.block-size`` and stays in memory. When all buffers together exceed half of
+``exchange.sink-max-buffer-size``, and at :meth:`ExchangeSink.finish`, everything buffered is
+*spilled*: written in partition order, so memory stays bounded whatever the partition count
+and each spill holds its partitions contiguously (an attempt that fits in the budget writes
+partition-contiguous data files, as a sort shuffle's map output). Blocks go to one writer
+thread (FIFO) that feeds the format layer's :class:`~exchange_store.format.RecordFileWriter`
+(which encodes on its own small pool) and rotates data files at
+``exchange.sink-max-file-size``. Blocks waiting for the writer may hold the other half of the
+budget; beyond it :meth:`ExchangeSink.add` blocks (back-pressure).
 
 Runs: engines run the same instance handle more than once, in sequence or at once. Each sink
 is one *run* with a random run id and writes only under ``{attempt}/{run}/``, so a run never
@@ -134,6 +137,8 @@ class ExchangeSink:
         self._cond = threading.Condition()
         self._buffers: dict[int, list[Record]] = {}
         self._sizes: dict[int, int] = {}
+        # Full blocks held until the next spill, so that a spill is in partition order.
+        self._sealed: dict[int, list[tuple[list[Record], int]]] = {}
         self._buffered = 0
         self._inflight = 0
         self._queue: deque[tuple[int, list[Record], int]] = deque()
@@ -234,7 +239,7 @@ class ExchangeSink:
             self._sizes[partition_id] += cost
             self._buffered += cost
             if self._sizes[partition_id] >= self._block_size:
-                self._flush_locked(partition_id)
+                self._seal_locked(partition_id)
             if self._buffered > self._buffer_limit:
                 self._spill_locked()
 
@@ -311,8 +316,7 @@ class ExchangeSink:
         with self._cond:
             if self._error is not None:
                 raise self._error
-            for partition in sorted(self._buffers):
-                self._flush_locked(partition)
+            self._spill_locked()
             self._stopping = True
             self._cond.notify_all()
         if self._thread is not None:
@@ -337,6 +341,7 @@ class ExchangeSink:
             self._state = _ABORTED
             self._buffers.clear()
             self._sizes.clear()
+            self._sealed.clear()
             self._queue.clear()
             self._buffered = 0
             self._inflight = 0
@@ -366,12 +371,32 @@ class ExchangeSink:
 
     # ------------------------------------------------------------------ buffering
 
-    def _flush_locked(self, partition: int) -> None:
-        """Hand one partition's buffer to the writer as a block (lock held)."""
-        records = self._buffers.pop(partition, None)
-        if records is None:
-            return
+    def _seal_locked(self, partition: int) -> None:
+        """Close one partition's buffer as a block, held until the next spill."""
+        records = self._buffers.pop(partition)
         size = self._sizes.pop(partition)
+        self._sealed.setdefault(partition, []).append((records, size))
+
+    def _spill_locked(self) -> None:
+        """Write everything buffered (one spill): partitions in order, each one contiguous.
+
+        Called when the buffers pass half of ``exchange.sink-max-buffer-size`` and by
+        :meth:`finish`. An attempt whose output fits in the budget is one spill, so each data
+        file holds its partitions in order and a reader fetches a partition (or a range of
+        neighbouring partitions) with one ranged read.
+        """
+        for partition in sorted(self._sealed.keys() | self._buffers.keys()):
+            for records, size in self._sealed.pop(partition, ()):
+                if not self._queue_block_locked(partition, records, size):
+                    return
+            if partition in self._buffers:
+                records = self._buffers.pop(partition)
+                size = self._sizes.pop(partition)
+                if not self._queue_block_locked(partition, records, size):
+                    return
+
+    def _queue_block_locked(self, partition: int, records: list[Record], size: int) -> bool:
+        """Hand one block to the writer (lock held); False once the sink was aborted."""
         while (
             self._inflight > 0
             and self._inflight + size > self._inflight_limit
@@ -380,7 +405,7 @@ class ExchangeSink:
         ):
             self._cond.wait()
         if self._state == _ABORTED:
-            return  # abort() already reset the accounting
+            return False  # abort() already reset the accounting
         self._buffered -= size
         if self._error is not None:
             raise self._error
@@ -392,20 +417,7 @@ class ExchangeSink:
             )
             self._thread.start()
         self._cond.notify_all()
-
-    def _spill_locked(self) -> None:
-        """Cut the biggest buffers into blocks until a quarter of the buffer budget is free.
-
-        Freeing only a quarter (not half) lets buffers grow closer to ``2 * limit / partitions``
-        before they are cut, so blocks are bigger (64 partitions, 64 MB budget: 639 KiB on
-        average instead of about 510 KiB), hence fewer, larger reads; the sort per spill is
-        O(P log P), paid once per quarter of the budget.
-        """
-        target = self._buffer_limit - self._buffer_limit // 4
-        for partition in sorted(self._sizes, key=self._sizes.__getitem__, reverse=True):
-            if self._buffered <= target or self._state == _ABORTED:
-                break
-            self._flush_locked(partition)
+        return True
 
     # ------------------------------------------------------------------ writer thread
 

@@ -278,6 +278,7 @@ def test_sigkilled_attempt_is_never_read(backend):
     extra = {
         "exchange.block-size": "1kB",
         "exchange.sink-max-file-size": "2kB",
+        "exchange.sink-max-buffer-size": "8kB",  # spills before finish: files on storage
         "exchange.compression-codec": "NONE",
     }
     props = backend.properties(extra)

@@ -91,9 +91,15 @@ def test_bad_roots() -> None:
 
 def test_secret_never_in_repr_or_errors() -> None:
     client = load_filesystem(
-        {"fs.client.type": "s3", "s3.aws-secret-key": "hunter2-secret"}, ["s3://b/p"]
+        {"fs.client.type": "s3", "s3.aws-access-key": "AK", "s3.aws-secret-key": "hunter2-secret"},
+        ["s3://b/p"],
     )
     assert "hunter2-secret" not in repr(client)
+    with pytest.raises(ConfigurationError) as info:  # a secret without its access key
+        load_filesystem(
+            {"fs.client.type": "s3", "s3.aws-secret-key": "hunter2-secret"}, ["s3://b/p"]
+        )
+    assert "hunter2-secret" not in str(info.value)
     with pytest.raises(ConfigurationError) as info:
         load_filesystem(
             {"fs.client.type": "s3", "s3.aws-secret-key": "hunter2-secret", "s3.nope": "1"},
