@@ -39,6 +39,7 @@ from exchange_store.filesystems.factory import load_component_client
 __all__ = ["KEY_SIZE", "ExchangeManager"]
 
 KEY_SIZE = 32
+_OBJECT_STORE_MAX_GAP = 1 << 20
 
 
 def _load_client(
@@ -282,6 +283,8 @@ class ExchangeManager:
             handles,
             concurrent_readers=readers,
             max_buffered_bytes=max(32 << 20, 4 * cfg.source_concurrent_readers * cfg.block_size),
+            # Object stores charge per request: read small gaps through rather than split.
+            max_gap=0 if self._client.scheme == "file" else _OBJECT_STORE_MAX_GAP,
             check=self._check_source_handle,
         )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
@@ -32,11 +32,13 @@ from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSourceHandle, SourceFile
 from exchange_store.exchange.paths import lease_path
 from exchange_store.filesystems.base import FileSystemClient
-from exchange_store.format import FormatOptions, read_partition_blocks
+from exchange_store.format import FormatOptions, read_copied_blocks, read_partition_blocks
 
 __all__ = ["ExchangeSource"]
 
 HandleCheck = Callable[[ExchangeSourceHandle, tuple[SourceFile, ...]], None]
+Unit = tuple[ExchangeSourceHandle, FormatOptions, tuple[SourceFile, ...], bool]
+"""A read unit: its handle (for errors), options, files, and whether they share one path."""
 
 
 class ExchangeSource:
@@ -49,6 +51,7 @@ class ExchangeSource:
         handles: Initial handles.
         concurrent_readers: Reader threads.
         max_buffered_bytes: Read-ahead bound (one block is always let through).
+        max_gap: Blocks of one file closer than this are fetched in one ranged read.
         check: Validates each handle before it is accepted (the manager's compatibility check).
     """
 
@@ -59,11 +62,13 @@ class ExchangeSource:
         *,
         concurrent_readers: int = 4,
         max_buffered_bytes: int = 32 << 20,
+        max_gap: int = 0,
         check: HandleCheck | None = None,
     ) -> None:
         raise_malloc_thresholds()
         self._client = client
         self._check = check
+        self._max_gap = max_gap
         self._limit = max(1, max_buffered_bytes)
         self._cond = threading.Condition()
         # Blocks queued by the reader threads (records, bytes), guarded by _cond.
@@ -109,10 +114,10 @@ class ExchangeSource:
                 raise InvalidArgumentError(
                     "add_source_handles() after no_more_source_handles() was called"
                 )
-            units = [unit for handle, files in pieces for unit in self._units(handle, files)]
+            units = self._plan(pieces)
             self._pending += len(units)
-        for handle, options, files in units:
-            self._pool.submit(self._run_unit, handle, options, files)
+        for handle, options, files, shared in units:
+            self._pool.submit(self._run_unit, handle, options, files, shared)
 
     def no_more_source_handles(self) -> None:
         """Declare that no handle will be added; may be called more than once."""
@@ -231,17 +236,39 @@ class ExchangeSource:
             )
         return options
 
-    def _units(
-        self, handle: ExchangeSourceHandle, files: tuple[SourceFile, ...]
-    ) -> list[tuple[ExchangeSourceHandle, FormatOptions, tuple[SourceFile, ...]]]:
+    def _plan(
+        self, pieces: list[tuple[ExchangeSourceHandle, tuple[SourceFile, ...]]]
+    ) -> list[Unit]:
+        """Read units: the pieces of one data file, across partitions, become one unit.
+
+        Data files hold their partitions contiguously (and merged files hold small pieces of
+        many files side by side), so the blocks a source reads from one file are neighbours:
+        one unit reads them with one ranged read per ``max_coalesce`` bytes (gaps below
+        ``max_gap`` read through) instead of one per partition and piece. Units run on
+        ``concurrent_readers`` threads. With ``preserve_order`` a task partition's pieces are
+        read in order by one unit, per handle.
+        """
+        units: list[Unit] = []
+        by_path: dict[str, tuple[ExchangeSourceHandle, list[SourceFile]]] = {}
+        for handle, files in pieces:
+            if handle.preserve_order:
+                units.extend(self._units(handle, files))
+                continue
+            for f in files:
+                if f.blocks:
+                    by_path.setdefault(f.path, (handle, []))[1].append(f)
+        for handle, group in by_path.values():
+            units.append((handle, self._options_for(handle), tuple(group), True))
+        return units
+
+    def _units(self, handle: ExchangeSourceHandle, files: tuple[SourceFile, ...]) -> list[Unit]:
+        """Ordered units: one per task partition of the handle, its files in order."""
         options = self._options_for(handle)
         files = tuple(f for f in files if f.blocks)
-        if handle.preserve_order:
-            return [
-                (handle, options, tuple(group))
-                for _, group in itertools.groupby(files, key=lambda f: f.task_partition_id)
-            ]
-        return [(handle, options, (f,)) for f in files]
+        return [
+            (handle, options, tuple(group), False)
+            for _, group in itertools.groupby(files, key=lambda f: f.task_partition_id)
+        ]
 
     def _closed_error(
         self, handle: ExchangeSourceHandle, exc: BaseException
@@ -260,19 +287,42 @@ class ExchangeSource:
             f"partition {handle.partition_id}: {exc}"
         )
 
+    def _reads(
+        self, options: FormatOptions, files: tuple[SourceFile, ...], shared: bool
+    ) -> Iterator[Generator[list[bytes], None, None]]:
+        """The block readers of a unit: one per file, or one for all pieces of a shared file."""
+        if shared and len({(f.file_id, f.context) for f in files}) > 1:
+            pieces = [(f.file_id, f.context, f.blocks) for f in files]
+            yield read_copied_blocks(
+                self._client, files[0].path, pieces, options, max_gap=self._max_gap
+            )
+            return
+        if shared:  # one file's pieces of several partitions: their blocks in file order
+            blocks = sorted((b for f in files for b in f.blocks), key=lambda b: b.offset)
+            files = (files[0].with_blocks(blocks),)
+        for file in files:
+            yield read_partition_blocks(
+                self._client,
+                file.path,
+                file.file_id,
+                file.blocks,
+                options,
+                file.context,
+                max_gap=self._max_gap,
+            )
+
     def _run_unit(
         self,
         handle: ExchangeSourceHandle,
         options: FormatOptions,
         files: tuple[SourceFile, ...],
+        shared: bool,
     ) -> None:
         try:
-            for file in files:
+            for blocks in self._reads(options, files, shared):
                 if self._closed or self._error is not None:
+                    blocks.close()
                     return
-                blocks = read_partition_blocks(
-                    self._client, file.path, file.file_id, file.blocks, options, file.context
-                )
                 try:
                     for records in blocks:
                         if records and not self._put(records):

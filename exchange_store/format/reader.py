@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import itertools
 from collections import deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -144,7 +144,7 @@ def _read_blocks(
     client: RangeReader,
     path: str,
     blocks: Sequence[BlockRef],
-    keys: FileKeys,
+    keys: FileKeys | Mapping[int, FileKeys],
     options: FormatOptions,
     max_coalesce: int,
     max_gap: int,
@@ -165,7 +165,9 @@ def _read_blocks(
 
     def decode(data: memoryview, start: int, ref: BlockRef) -> list[bytes]:
         offset = ref.offset - start
-        return decode_block_view(data[offset : offset + ref.length], ref, keys, codec, path)
+        # One file's keys, or each block's own (blocks copied from several files: by offset).
+        block_keys = keys if isinstance(keys, FileKeys) else keys[ref.offset]
+        return decode_block_view(data[offset : offset + ref.length], ref, block_keys, codec, path)
 
     if ahead <= 0 or len(blocks) < 2:
         for start, length, group in _groups(blocks, max_coalesce, max_gap, None):
@@ -220,6 +222,50 @@ def read_partition_blocks(
     def block_records() -> Generator[list[bytes], None, None]:
         for _, recs in _read_blocks(
             client, path, refs, keys, options, max_coalesce, max_gap, readahead
+        ):
+            yield recs
+
+    return block_records()
+
+
+def read_copied_blocks(
+    client: RangeReader,
+    path: str,
+    pieces: Sequence[tuple[bytes, bytes, Sequence[BlockRef]]],
+    options: FormatOptions,
+    *,
+    max_coalesce: int = DEFAULT_MAX_COALESCE,
+    max_gap: int = 0,
+) -> Generator[list[bytes], None, None]:
+    """Read blocks that were copied unchanged from several record files into one file.
+
+    Each piece is ``(file_id, context, blocks)``: blocks written into the file identified by
+    ``file_id`` and ``context``, now at the offsets given in ``path``. Each block is checked
+    against its own file's id, context and index (so a copied block is exactly as safe as the
+    original), while neighbouring blocks of all pieces are fetched in shared ranged reads.
+    One list of records per block, in offset order.
+
+    Raises:
+        InvalidArgumentError: bad arguments, or two blocks at one offset.
+    """
+    _check_read_args(max_coalesce, max_gap, 0)
+    key = _check_options(options).key
+    by_offset: dict[int, FileKeys] = {}
+    refs: list[BlockRef] = []
+    for file_id, context, blocks in pieces:
+        keys = FileKeys(check_file_id(file_id), key, check_context(context))
+        for ref in blocks:
+            if not isinstance(ref, BlockRef):
+                raise InvalidArgumentError(f"blocks must be BlockRef, got {ref!r}")
+            if ref.offset in by_offset:
+                raise InvalidArgumentError(f"{path}: two blocks listed at offset {ref.offset}")
+            by_offset[ref.offset] = keys
+            refs.append(ref)
+    refs.sort(key=lambda r: r.offset)
+
+    def block_records() -> Generator[list[bytes], None, None]:
+        for _, recs in _read_blocks(
+            client, path, refs, by_offset, options, max_coalesce, max_gap, 0
         ):
             yield recs
 
