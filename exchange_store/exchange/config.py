@@ -110,6 +110,30 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             doc="Source handles of one output partition are cut near this many stored bytes.",
         ),
         Key(
+            "exchange.merge-threshold",
+            "size",
+            1 * _MB,
+            minimum=0,
+            doc=(
+                "When the mean (data file, partition) piece is smaller, get_source_handles() "
+                "merges the pieces so that a partition is one ranged read (object stores; 0B: "
+                "never)."
+            ),
+        ),
+        Key(
+            "exchange.merge-target-size",
+            "size",
+            16 * _MB,
+            minimum=1,
+            doc="About how many bytes one merged file holds (neighbouring partitions).",
+        ),
+        Key(
+            "exchange.merge-on-local-filesystem",
+            "bool",
+            False,
+            doc="Merge small pieces on a local filesystem too (page-cache reads gain little).",
+        ),
+        Key(
             "exchange.source-max-files-per-handle",
             "int",
             100_000,
@@ -219,6 +243,9 @@ class ExchangeManagerConfig:
         max_page_storage_size: Largest record.
         source_handle_target_data_size: Where source handles are cut.
         source_max_files_per_handle: Most files in one source handle.
+        merge_threshold: Merge pieces when their mean size is below this (0: never).
+        merge_target_size: Bytes per merged file.
+        merge_on_local_filesystem: Merge on a local filesystem too.
         max_output_partition_count: Most output partitions per exchange.
         deduplication_buffer_size: For the scheduler.
         sink_max_buffer_size: Total bytes a sink may hold.
@@ -241,6 +268,9 @@ class ExchangeManagerConfig:
     max_page_storage_size: int = 16 * _MB
     source_handle_target_data_size: int = 256 * _MB
     source_max_files_per_handle: int = 100_000
+    merge_threshold: int = 1 << 20
+    merge_target_size: int = 16 << 20
+    merge_on_local_filesystem: bool = False
     max_output_partition_count: int = 10_000
     deduplication_buffer_size: int = 32 * _MB
     sink_max_buffer_size: int = 64 * _MB
@@ -316,6 +346,9 @@ class ExchangeManagerConfig:
             max_page_storage_size=parsed["exchange.max-page-storage-size"],
             source_handle_target_data_size=parsed["exchange.source-handle-target-data-size"],
             source_max_files_per_handle=parsed["exchange.source-max-files-per-handle"],
+            merge_threshold=parsed["exchange.merge-threshold"],
+            merge_target_size=parsed["exchange.merge-target-size"],
+            merge_on_local_filesystem=parsed["exchange.merge-on-local-filesystem"],
             max_output_partition_count=parsed["exchange.max-output-partition-count"],
             deduplication_buffer_size=parsed["exchange.deduplication-buffer-size"],
             sink_max_buffer_size=parsed["exchange.sink-max-buffer-size"],

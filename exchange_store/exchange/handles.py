@@ -213,22 +213,40 @@ class SourceFile:
         )
 
 
-def pack_source_files(files: Sequence[SourceFile]) -> bytes:
+def _data_file_path(base_directories: Sequence[str], q: str, e: str, f: SourceFile) -> str:
+    base = base_directory_for(base_directories, f.task_partition_id)
+    directory = run_dir(attempt_dir(base, q, e, f.task_partition_id, f.attempt_id), f.run_id)
+    return data_file_path(directory, f.file_index)
+
+
+def pack_source_files(
+    files: Sequence[SourceFile], base_directories: Sequence[str], query_id: str, exchange_id: str
+) -> tuple[bytes, tuple[str, ...]]:
     """The compact form of ``files`` kept by a source handle (see :func:`_unpack`).
 
-    Per file: varints task partition, attempt, file index; the run id (8 bytes); the file id
-    (16 bytes); then the block list as the format's compact block index.
+    Per file: a varint location (0: the data file its ids name; k: the k-th of the returned
+    locations, a merged file holding copies of its blocks); varints task partition, attempt,
+    file index; the run id (8 bytes); the file id (16 bytes); then the block list as the
+    format's compact block index.
+
+    Returns:
+        The packed pieces and the locations they refer to.
     """
     out = bytearray()
+    locations: dict[str, int] = {}
     encode_varint(len(files), out)
     for f in files:
+        if f.path == _data_file_path(base_directories, query_id, exchange_id, f):
+            encode_varint(0, out)
+        else:
+            encode_varint(locations.setdefault(f.path, len(locations) + 1), out)
         encode_varint(f.task_partition_id, out)
         encode_varint(f.attempt_id, out)
         encode_varint(f.file_index, out)
         out += bytes.fromhex(f.run_id)
         out += f.file_id
         encode_blocks(f.blocks, out)
-    return bytes(out)
+    return bytes(out), tuple(locations)
 
 
 def _unpack(handle: ExchangeSourceHandle) -> tuple[SourceFile, ...]:
@@ -241,6 +259,7 @@ def _unpack(handle: ExchangeSourceHandle) -> tuple[SourceFile, ...]:
         count, pos = decode_varint(data, 0, what)
         files = []
         for _ in range(count):
+            location, pos = decode_varint(data, pos, what)
             tp, pos = decode_varint(data, pos, what)
             attempt, pos = decode_varint(data, pos, what)
             index, pos = decode_varint(data, pos, what)
@@ -250,9 +269,14 @@ def _unpack(handle: ExchangeSourceHandle) -> tuple[SourceFile, ...]:
                 raise IntegrityError(f"{what}: cut short")
             blocks, pos = decode_blocks(data, pos + 24, what)
             base = base_directory_for(handle.base_directories, tp)
+            path = (
+                data_file_path(run_dir(attempt_dir(base, q, e, tp, attempt), run), index)
+                if location == 0
+                else handle.locations[location - 1]
+            )
             files.append(
                 SourceFile(
-                    path=data_file_path(run_dir(attempt_dir(base, q, e, tp, attempt), run), index),
+                    path=path,
                     file_id=file_id,
                     context=data_file_context(q, e, tp, attempt, run, index),
                     task_partition_id=tp,
@@ -284,6 +308,7 @@ class ExchangeSourceHandle:
         codec: Compression codec name.
         compression_level: ZSTD level or None.
         key: The per-query AES key or None. Never shown.
+        locations: Merged files some pieces were copied into (see :func:`pack_source_files`).
     """
 
     query_id: str
@@ -296,6 +321,7 @@ class ExchangeSourceHandle:
     codec: str
     compression_level: int | None
     key: bytes | None = field(default=None, repr=False)
+    locations: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def encrypted(self) -> bool:

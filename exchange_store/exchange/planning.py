@@ -30,28 +30,19 @@ from exchange_store.format import BlockRef
 if TYPE_CHECKING:
     from exchange_store.exchange.config import ExchangeManagerConfig
 
-__all__ = ["cut_source_handles"]
+__all__ = ["Pieces", "collect_pieces", "cut_source_handles"]
 
 
-def cut_source_handles(
-    manifests: Sequence[Manifest],
-    cfg: ExchangeManagerConfig,
-    context: ExchangeContext,
-    key: bytes | None,
-    preserve_order: bool,
-) -> list[ExchangeSourceHandle]:
-    """The source handles of the selected commits: per output partition, cut near the target.
+Pieces = dict[int, list[SourceFile]]
+"""Output partition -> its pieces (one data file's blocks of it), in task partition order."""
 
-    Args:
-        manifests: The selected attempts' manifests.
-        cfg: The exchange manager's configuration (base directories, target size, codec).
-        context: The exchange.
-        key: The per-query key, or None.
-        preserve_order: Whether a task partition's pieces stay together, in order.
-    """
+
+def collect_pieces(
+    manifests: Sequence[Manifest], cfg: ExchangeManagerConfig, context: ExchangeContext
+) -> Pieces:
+    """Every output partition's pieces in the selected commits."""
     q, e = context.query_id, context.exchange_id
-    # partition -> ordered list of (tp, file, blocks of that partition)
-    per_partition: dict[int, list[SourceFile]] = {}
+    per_partition: Pieces = {}
     for m in manifests:
         base = base_directory_for(cfg.base_directories, m.task_partition_id)
         directory = run_dir(attempt_dir(base, q, e, m.task_partition_id, m.attempt_id), m.run_id)
@@ -70,6 +61,26 @@ def cut_source_handles(
                         blocks=blocks,
                     )
                 )
+    return per_partition
+
+
+def cut_source_handles(
+    per_partition: Pieces,
+    cfg: ExchangeManagerConfig,
+    context: ExchangeContext,
+    key: bytes | None,
+    preserve_order: bool,
+) -> list[ExchangeSourceHandle]:
+    """Source handles: per output partition, cut near the target data size.
+
+    Args:
+        per_partition: The pieces (from :func:`collect_pieces`, perhaps merged).
+        cfg: The exchange manager's configuration (base directories, target size, codec).
+        context: The exchange.
+        key: The per-query key, or None.
+        preserve_order: Whether a task partition's pieces stay together, in order.
+    """
+    q, e = context.query_id, context.exchange_id
     target = cfg.source_handle_target_data_size
     max_files = cfg.source_max_files_per_handle
     handles: list[ExchangeSourceHandle] = []
@@ -78,6 +89,7 @@ def cut_source_handles(
         size = 0
 
         def emit(files: list[SourceFile], data_size: int, p: int = partition) -> None:
+            pieces, locations = pack_source_files(files, cfg.base_directories, q, e)
             handles.append(
                 ExchangeSourceHandle(
                     query_id=q,
@@ -85,11 +97,12 @@ def cut_source_handles(
                     partition_id=p,
                     data_size=data_size,
                     base_directories=cfg.base_directories,
-                    pieces=pack_source_files(files),
+                    pieces=pieces,
                     preserve_order=preserve_order,
                     codec=cfg.codec,
                     compression_level=cfg.compression_level,
                     key=key,
+                    locations=locations,
                 )
             )
 
