@@ -85,6 +85,9 @@ def plain_io_run(
         oks = results.parallel(read, tasks, concurrency)
         m.read_seconds = time.perf_counter() - t0
         m.read_requests = client.requests
+        calls = client.snapshot()
+        m.read_gets = calls.get("read_range", 0) + calls.get("read_file", 0)
+        m.read_bytes = client.bytes_read
         m.verified = all(oks) and m.stored == data.total_bytes
     finally:
         client.delete_recursive(root)

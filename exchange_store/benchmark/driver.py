@@ -65,6 +65,8 @@ class BenchConfig:
         concurrency: Threads running tasks (and reading partitions) at once.
         block_size: Raw block size of the format (bare codec blocks too).
         repeat: Runs of everything; each row reports its median run (by total time).
+        latency: Seconds added to every storage request (an object store's round trip).
+        partitions_per_source: Neighbouring partitions one reading source takes.
     """
 
     size: int
@@ -77,6 +79,8 @@ class BenchConfig:
     concurrency: int = 4
     block_size: int = 1 << 20
     repeat: int = 1
+    latency: float = 0.0
+    partitions_per_source: int = 1
 
 
 # ---------------------------------------------------------------- exchange
@@ -99,9 +103,14 @@ def exchange_run(
     concurrency: int = 4,
     block_size: int = 1 << 20,
     extra_properties: dict[str, str] | None = None,
+    partitions_per_source: int = 1,
     progress: Progress = no_progress,
 ) -> BenchResult:
-    """Move ``data`` through one exchange: every task writes one attempt, then read all back."""
+    """Move ``data`` through one exchange: every task writes one attempt, then read all back.
+
+    The write side ends with ``get_source_handles()`` (which merges small pieces on object
+    stores); each reading source takes ``partitions_per_source`` neighbouring partitions.
+    """
     from exchange_store.exchange.handles import ExchangeContext
 
     values = {
@@ -125,11 +134,11 @@ def exchange_run(
 
         def write(t: int) -> None:
             instance = exchange.instantiate_sink(sinks[t], 0)
-            with manager.create_sink(instance) as sink:
-                for partition, rec in data.tasks[t]:
-                    sink.add(partition, rec)
-                    progress(f"exchange {codec} write", len(rec))
-            exchange.sink_finished(sinks[t], 0)
+            sink = manager.create_sink(instance)
+            for partition, rec in data.tasks[t]:
+                sink.add(partition, rec)
+                progress(f"exchange {codec} write", len(rec))
+            exchange.sink_finished(sinks[t], 0, sink.finish())
 
         t0 = time.perf_counter()
         parallel(write, tasks, concurrency)
@@ -149,10 +158,10 @@ def exchange_run(
         m.stored = sum(f.size for f in stored_files)
         client.reset()
 
-        by_partition: dict[int, list[Any]] = {}
+        by_source: dict[int, list[Any]] = {}
         for h in handles:
-            by_partition.setdefault(h.partition_id, []).append(h)
-        groups = list(by_partition.values())
+            by_source.setdefault(h.partition_id // max(1, partitions_per_source), []).append(h)
+        groups = list(by_source.values())
 
         def read(i: int) -> list[int]:
             crcs = []
@@ -170,6 +179,9 @@ def exchange_run(
         parts = parallel(read, len(groups), concurrency)
         m.read_seconds = time.perf_counter() - t0
         m.read_requests = client.requests
+        calls = client.snapshot()
+        m.read_gets = calls.get("read_range", 0) + calls.get("read_file", 0)
+        m.read_bytes = client.bytes_read
         got = [c for p in parts for c in p]
         m.verified = len(got) == data.records and sum(got) % (1 << 64) == data.checksum
     finally:
@@ -207,7 +219,7 @@ def run_bench(
         The rows, plain I/O first; exchange and bare rows carry ratios against plain I/O.
     """
     counting = client if isinstance(client, CountingFileSystemClient) else None
-    counting = counting or CountingFileSystemClient(client)
+    counting = counting or CountingFileSystemClient(client, latency=config.latency)
     runs: dict[str, list[BenchResult]] = {}
     for _ in range(max(1, config.repeat)):
         for row in _one_pass(config, counting, bases, data, exchange_properties, progress):
@@ -245,6 +257,7 @@ def _one_pass(
                 concurrency=config.concurrency,
                 block_size=config.block_size,
                 extra_properties=exchange_properties,
+                partitions_per_source=config.partitions_per_source,
                 progress=progress,
             )
             bare = bare_codec_run(
@@ -266,4 +279,7 @@ def _with_ratios(row: BenchResult, plain: BenchResult) -> BenchResult:
         row,
         write_vs_plain=ratio(row.write_mb_s, plain.write_mb_s),
         read_vs_plain=ratio(row.read_mb_s, plain.read_mb_s),
+        total_vs_plain=ratio(
+            plain.write_seconds + plain.read_seconds, row.write_seconds + row.read_seconds
+        ),
     )

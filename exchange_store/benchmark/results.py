@@ -62,6 +62,10 @@ class BenchResult:
         peak_rss_mb: RSS high-water mark during the run (MiB).
         peak_rss_delta_mb: That minus RSS at the start of the run (MiB).
         verified: Every record read back intact (checksum of all records).
+        read_gets: Read requests (ranged and whole-object GETs) of the read side.
+        gets_per_partition: read_gets / output partitions.
+        bytes_per_get: Bytes per read request.
+        total_vs_plain: plain (write + read) seconds over these (write + read) seconds.
     """
 
     name: str
@@ -87,6 +91,10 @@ class BenchResult:
     peak_rss_mb: float
     peak_rss_delta_mb: float
     verified: bool
+    read_gets: int = 0
+    gets_per_partition: float | None = None
+    bytes_per_get: float | None = None
+    total_vs_plain: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -105,6 +113,8 @@ class Measure:
     read_requests: int = 0
     stream_writes: int = 0
     verified: bool = False
+    read_gets: int = 0
+    read_bytes: int = 0
     rss0: int = 0
     peak: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -146,6 +156,9 @@ def result(
         peak_rss_mb=round(m.peak / MB, 1),
         peak_rss_delta_mb=round((m.peak - m.rss0) / MB, 1),
         verified=m.verified,
+        read_gets=m.read_gets,
+        gets_per_partition=round(m.read_gets / data.partitions, 2) if m.read_gets else None,
+        bytes_per_get=round(m.read_bytes / m.read_gets) if m.read_gets else None,
     )
 
 

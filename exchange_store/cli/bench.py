@@ -12,7 +12,7 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from exchange_store.admin.render import console, human_size, print_json, size_arg
+from exchange_store.admin.render import console, duration_arg, human_size, print_json, size_arg
 from exchange_store.admin.storage import exchange_storage_from_etc
 from exchange_store.benchmark.data import generate
 from exchange_store.benchmark.driver import BenchConfig, BenchResult, run_bench
@@ -92,6 +92,18 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--repeat", type=_positive, default=1, help="runs of everything; rows show the median"
     )
+    p.add_argument(
+        "--latency",
+        type=duration_arg,
+        default=0.0,
+        help="added to every storage request, as an object store's round trip (e.g. 10ms)",
+    )
+    p.add_argument(
+        "--partitions-per-source",
+        type=_positive,
+        default=1,
+        help="neighbouring partitions each reading source takes (default: 1)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -126,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         encryption=encryption,
         concurrency=args.concurrency,
         repeat=args.repeat,
+        latency=args.latency,
+        partitions_per_source=args.partitions_per_source,
     )
     t0 = time.perf_counter()
     data = generate(
@@ -212,6 +226,9 @@ def _print_table(rows: list[BenchResult], config: BenchConfig, roots: tuple[str,
         "read MB/s",
         "w/plain",
         "r/plain",
+        "w+r/plain",
+        "GETs/part",
+        "B/GET",
         "ratio",
         "files/att",
         "req/att",
@@ -226,6 +243,9 @@ def _print_table(rows: list[BenchResult], config: BenchConfig, roots: tuple[str,
             f"{r.read_mb_s:.0f}",
             _fmt(r.write_vs_plain),
             _fmt(r.read_vs_plain),
+            _fmt(r.total_vs_plain),
+            _fmt(r.gets_per_partition, 1),
+            human_size(int(r.bytes_per_get)) if r.bytes_per_get else "-",
             _fmt(r.compression_ratio),
             _fmt(r.files_per_attempt, 1) if r.kind != "bare-codec" else "-",
             _fmt(r.requests_per_attempt, 1) if r.kind != "bare-codec" else "-",
