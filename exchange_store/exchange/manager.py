@@ -12,6 +12,7 @@ import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
+from typing import Any
 
 from exchange_store.config import load_etc
 from exchange_store.errors import (
@@ -73,6 +74,7 @@ class ExchangeManager:
         self._keys: dict[str, bytes] = {}
         self._open: dict[str, set[str]] = {}
         self._closed = False
+        self._origin: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -97,7 +99,9 @@ class ExchangeManager:
             wanted_by=pf,
             key=FILESYSTEM_TYPE,
         )
-        return cls(config, _load_client(config, filesystems, sources))
+        manager = cls(config, _load_client(config, filesystems, sources))
+        manager._origin = {"etc_dir": os.path.abspath(os.fspath(etc_dir))}
+        return manager
 
     @classmethod
     def from_properties(
@@ -118,7 +122,12 @@ class ExchangeManager:
             ConfigurationError: a wrong key or value, or a missing filesystem client.
         """
         config = ExchangeManagerConfig.from_properties(properties, source)
-        return cls(config, _load_client(config, filesystems or {}, {}))
+        manager = cls(config, _load_client(config, filesystems or {}, {}))
+        manager._origin = {
+            "properties": dict(properties),
+            "filesystems": {k: dict(v) for k, v in (filesystems or {}).items()},
+        }
+        return manager
 
     # ------------------------------------------------------------------ properties
 
@@ -131,6 +140,16 @@ class ExchangeManager:
     def client(self) -> FileSystemClient:
         """The filesystem client."""
         return self._client
+
+    @property
+    def origin(self) -> dict[str, Any] | None:
+        """How another process rebuilds this manager, or None (built from objects).
+
+        ``{"etc_dir": path}`` after :meth:`from_etc`; ``{"properties": ..., "filesystems": ...}``
+        after :meth:`from_properties`. Secrets in the properties travel with it: send it only to
+        the engine's own workers.
+        """
+        return None if self._origin is None else dict(self._origin)
 
     @property
     def base_directories(self) -> tuple[str, ...]:

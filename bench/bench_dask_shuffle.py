@@ -1,0 +1,134 @@
+"""Dask shuffles against the durable shuffle, with and without a SIGKILLed worker.
+
+One LocalCluster (2 worker processes, 1 thread each); a frame of about ``--size-mb`` MiB
+shuffled on ``key`` into 64 partitions by Dask's ``p2p`` and ``tasks`` shuffles and by
+:class:`exchange_store.dask.DurableShuffle` (NONE and LZ4 + AES, local spool), each then counted
+(every output partition materialised). With ``--kill``, one worker is SIGKILLed half-way
+through the time of the same method's clean run. Median of ``--repeat`` runs.
+
+    .venv/bin/python bench/bench_dask_shuffle.py [--size-mb 340] [--repeat 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import tempfile
+import threading
+import time
+from typing import Any
+
+import dask
+import dask.dataframe as dd
+import distributed
+import numpy as np
+import pandas as pd
+
+import exchange_store as xs
+from exchange_store.dask import DurableShuffle
+
+
+def make_frame(size_mb: int, partitions: int = 32) -> Any:
+    rows = size_mb * (1 << 20) // 40  # about 40 bytes a row
+    per = rows // partitions
+
+    def part(i: int) -> pd.DataFrame:
+        rng = np.random.default_rng(i)
+        return pd.DataFrame(
+            {
+                "key": rng.integers(0, 1_000_000, per),
+                "a": rng.random(per),
+                "b": rng.random(per),
+                "c": rng.integers(0, 1 << 40, per),
+                "d": rng.random(per),
+            }
+        )
+
+    meta = part(0).iloc[:0]
+    return dd.from_delayed([dask.delayed(part)(i) for i in range(partitions)], meta=meta)
+
+
+def run_once(client: Any, method: str, ddf: Any, spool: str, kill_after: float | None) -> float:
+    pids = list(client.run(os.getpid).values())
+    killer = None
+    if kill_after is not None:
+
+        def kill() -> None:
+            time.sleep(kill_after)
+            os.kill(pids[0], signal.SIGKILL)
+
+        killer = threading.Thread(target=kill)
+    start = time.perf_counter()
+    if method in ("p2p", "tasks"):
+        out = ddf.shuffle(on="key", npartitions=64, method=method)
+        if killer:
+            killer.start()
+        out.map_partitions(len).sum().compute()
+    else:
+        codec, enc = ("NONE", "false") if method == "durable NONE" else ("LZ4", "true")
+        manager = xs.ExchangeManager.from_properties(
+            {
+                "exchange.base-directories": spool,
+                "exchange.compression-codec": codec,
+                "exchange.encryption-enabled": enc,
+            }
+        )
+        with DurableShuffle(manager, query_id=f"b{int(time.time() * 1000)}") as shuffler:
+            out = shuffler.shuffle(ddf, on="key", npartitions=64)
+            if killer:
+                killer.start()
+            out.map_partitions(len).sum().compute()
+        manager.close()
+    elapsed = time.perf_counter() - start
+    if killer:
+        killer.join()
+        client.wait_for_workers(2, timeout=120)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=340)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--kill", action="store_true", help="also runs with a SIGKILLed worker")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    methods = ["p2p", "tasks", "durable NONE", "durable LZ4+AES"]
+    rows = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-dask-") as spool,
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        ddf = make_frame(args.size_mb).persist()
+        distributed.wait(ddf)
+        for method in methods:
+            clean = [run_once(client, method, ddf, spool, None) for _ in range(args.repeat)]
+            row = {"method": method, "clean_s": round(statistics.median(clean), 2)}
+            if args.kill:
+                killed = [
+                    run_once(client, method, ddf, spool, statistics.median(clean) / 2)
+                    for _ in range(args.repeat)
+                ]
+                row["killed_s"] = round(statistics.median(killed), 2)
+                row["kill_cost_s"] = round(row["killed_s"] - row["clean_s"], 2)
+            rows.append(row)
+    p2p = rows[0]["clean_s"]
+    for r in rows:
+        r["vs_p2p"] = round(p2p / r["clean_s"], 2)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{args.size_mb} MiB into 64 partitions, LocalCluster 2 processes, median of {args.repeat}")
+    for r in rows:
+        extra = f"  killed {r['killed_s']} s (+{r['kill_cost_s']} s)" if "killed_s" in r else ""
+        print(f"{r['method']:<18} {r['clean_s']:>6} s  p2p/this {r['vs_p2p']:>5}{extra}")
+
+
+if __name__ == "__main__":
+    main()
