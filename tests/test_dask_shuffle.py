@@ -57,9 +57,12 @@ def _files(tmp_path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
 
 
@@ -129,3 +132,18 @@ def test_bad_arguments(tmp_path) -> None:
             shuffler.shuffle(ddf, on="key", npartitions=0)
     with pytest.raises(xs.InvalidArgumentError):
         DurableShuffle(_manager(tmp_path), query_id="../x")
+
+
+@pytest.mark.s3
+def test_shuffle_through_s3(client, s3_bucket, s3_properties) -> None:
+    manager = xs.ExchangeManager.from_properties(
+        {"exchange.base-directories": f"s3://{s3_bucket}/spool", "exchange-filesystem-type": "s3"},
+        filesystems={"s3": s3_properties},
+    )
+    expected = _frame(5_000)
+    ddf = dd.from_pandas(expected, npartitions=4)
+    with DurableShuffle(manager, query_id="ds3") as shuffler:
+        out = shuffler.shuffle(ddf, on="key", npartitions=6)
+        _check(client.compute(out, sync=True), expected)
+    assert list(manager.client.walk(f"s3://{s3_bucket}/spool")) == []
+    manager.close()

@@ -62,9 +62,10 @@ class BenchResult:
         peak_rss_mb: RSS high-water mark during the run (MiB).
         peak_rss_delta_mb: That minus RSS at the start of the run (MiB).
         verified: Every record read back intact (checksum of all records).
-        read_gets: Read requests (ranged and whole-object GETs) of the read side.
+        read_gets: Read requests (ranged and whole-object GETs) of the read side (0 for the
+            bare codec, which reads no storage).
         gets_per_partition: read_gets / output partitions.
-        bytes_per_get: Bytes per read request.
+        bytes_per_get: Bytes per read request (0 without requests).
         total_vs_plain: plain (write + read) seconds over these (write + read) seconds.
     """
 
@@ -157,8 +158,8 @@ def result(
         peak_rss_delta_mb=round((m.peak - m.rss0) / MB, 1),
         verified=m.verified,
         read_gets=m.read_gets,
-        gets_per_partition=round(m.read_gets / data.partitions, 2) if m.read_gets else None,
-        bytes_per_get=round(m.read_bytes / m.read_gets) if m.read_gets else None,
+        gets_per_partition=round(m.read_gets / data.partitions, 2),
+        bytes_per_get=round(m.read_bytes / m.read_gets) if m.read_gets else 0,
     )
 
 
