@@ -25,6 +25,7 @@ directory of the manager that the workers reach (local paths with a LocalCluster
 from __future__ import annotations
 
 import io
+import secrets
 import threading
 from collections.abc import Sequence
 from types import TracebackType
@@ -215,7 +216,10 @@ class DurableShuffle:
         exchange.no_more_sinks()
         instances = [exchange.instantiate_sink(s, 0) for s in sinks]
         key = instances[0].key if instances else None
-        name = f"xs-{self._query_id}-{context.exchange_id}"
+        # Unique per exchange object: Dask caches graphs by key name, and a closed shuffle of
+        # the same query id must never stand in for this one.
+        token = sinks[0].exchange_token if sinks else secrets.token_hex(8)
+        name = f"xs-{self._query_id}-{context.exchange_id}-{token}"
         maps = [
             dask.delayed(_map_task, pure=True)(
                 part, self._storage, instances[i], columns, n, dask_key_name=f"{name}-map-{i}"

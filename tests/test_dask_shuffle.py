@@ -147,3 +147,15 @@ def test_shuffle_through_s3(client, s3_bucket, s3_properties) -> None:
         _check(client.compute(out, sync=True), expected)
     assert list(manager.client.walk(f"s3://{s3_bucket}/spool")) == []
     manager.close()
+
+
+def test_two_shuffles_of_one_query_id_never_mix(tmp_path) -> None:
+    expected = _frame(3_000)
+    ddf = dd.from_pandas(expected, npartitions=3)
+    for codec in ("NONE", "LZ4"):  # a second manager, the same query id, after the first closed
+        manager = _manager(tmp_path, **{"exchange.compression-codec": codec})
+        with DurableShuffle(manager, query_id="same") as shuffler:
+            _check(
+                shuffler.shuffle(ddf, on="key", npartitions=4).compute(scheduler="sync"), expected
+            )
+        manager.close()
