@@ -124,7 +124,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{args.size_mb} MiB into 64 partitions, LocalCluster 2 processes, median of {args.repeat}")
+    print(
+        f"{args.size_mb} MiB into 64 partitions, LocalCluster 2 processes, median of {args.repeat}"
+    )
     for r in rows:
         extra = f"  killed {r['killed_s']} s (+{r['kill_cost_s']} s)" if "killed_s" in r else ""
         print(f"{r['method']:<18} {r['clean_s']:>6} s  p2p/this {r['vs_p2p']:>5}{extra}")
