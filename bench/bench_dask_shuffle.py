@@ -6,7 +6,11 @@ shuffled on ``key`` into 64 partitions by Dask's ``p2p`` and ``tasks`` shuffles 
 (every output partition materialised). With ``--kill``, one worker is SIGKILLed half-way
 through the time of the same method's clean run. Median of ``--repeat`` runs.
 
-    .venv/bin/python bench/bench_dask_shuffle.py [--size-mb 340] [--repeat 3] [--json]
+    .venv/bin/python bench/bench_dask_shuffle.py [--size-mb 340] [--repeat 3] [--kill] [--s3]
+        [--json]
+
+With ``--s3`` the durable shuffle spools to S3 (a moto server in its own process on loopback,
+as in ``bench_object_store.py``; needs the test extra) instead of a local directory.
 """
 
 from __future__ import annotations
@@ -51,7 +55,14 @@ def make_frame(size_mb: int, partitions: int = 32) -> Any:
     return dd.from_delayed([dask.delayed(part)(i) for i in range(partitions)], meta=meta)
 
 
-def run_once(client: Any, method: str, ddf: Any, spool: str, kill_after: float | None) -> float:
+def run_once(
+    client: Any,
+    method: str,
+    ddf: Any,
+    spool: str,
+    kill_after: float | None,
+    filesystems: dict[str, dict[str, str]] | None = None,
+) -> float:
     pids = list(client.run(os.getpid).values())
     killer = None
     if kill_after is not None:
@@ -69,13 +80,14 @@ def run_once(client: Any, method: str, ddf: Any, spool: str, kill_after: float |
         out.map_partitions(len).sum().compute()
     else:
         codec, enc = ("NONE", "false") if method == "durable NONE" else ("LZ4", "true")
-        manager = xs.ExchangeManager.from_properties(
-            {
-                "exchange.base-directories": spool,
-                "exchange.compression-codec": codec,
-                "exchange.encryption-enabled": enc,
-            }
-        )
+        props = {
+            "exchange.base-directories": spool,
+            "exchange.compression-codec": codec,
+            "exchange.encryption-enabled": enc,
+        }
+        if filesystems:
+            props["exchange-filesystem-type"] = next(iter(filesystems))
+        manager = xs.ExchangeManager.from_properties(props, filesystems=filesystems)
         with DurableShuffle(manager, query_id=f"b{int(time.time() * 1000)}") as shuffler:
             out = shuffler.shuffle(ddf, on="key", npartitions=64)
             if killer:
@@ -94,30 +106,57 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=340)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kill", action="store_true", help="also runs with a SIGKILLed worker")
+    parser.add_argument("--s3", action="store_true", help="spool the durable shuffle to S3")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     methods = ["p2p", "tasks", "durable NONE", "durable LZ4+AES"]
     rows = []
+    filesystems = None
+    server = None
+    if args.s3:
+        import boto3
+        from bench_object_store import start_moto
+
+        endpoint, server = start_moto()
+        creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
+        s3.create_bucket(Bucket="dask")
+        filesystems = {
+            "s3": {
+                "fs.client.type": "s3",
+                "s3.endpoint": endpoint,
+                "s3.region": "us-east-1",
+                "s3.aws-access-key": "testing",
+                "s3.aws-secret-key": "testing",
+                "s3.path-style-access": "true",
+            }
+        }
     with (
-        tempfile.TemporaryDirectory(prefix="bench-dask-") as spool,
+        tempfile.TemporaryDirectory(prefix="bench-dask-") as local_spool,
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
+        spool = "s3://dask/spool" if args.s3 else local_spool
         ddf = make_frame(args.size_mb).persist()
         distributed.wait(ddf)
         for method in methods:
-            clean = [run_once(client, method, ddf, spool, None) for _ in range(args.repeat)]
+            clean = [
+                run_once(client, method, ddf, spool, None, filesystems) for _ in range(args.repeat)
+            ]
             row = {"method": method, "clean_s": round(statistics.median(clean), 2)}
             if args.kill:
                 killed = [
-                    run_once(client, method, ddf, spool, statistics.median(clean) / 2)
+                    run_once(client, method, ddf, spool, statistics.median(clean) / 2, filesystems)
                     for _ in range(args.repeat)
                 ]
                 row["killed_s"] = round(statistics.median(killed), 2)
                 row["kill_cost_s"] = round(row["killed_s"] - row["clean_s"], 2)
             rows.append(row)
+    if server is not None:
+        server.kill()
+        server.wait()
     p2p = rows[0]["clean_s"]
     for r in rows:
         r["vs_p2p"] = round(p2p / r["clean_s"], 2)

@@ -42,7 +42,7 @@ from exchange_store.exchange import (
     ExchangeSinkReceipt,
     ExchangeSourceHandle,
 )
-from exchange_store.exchange.planning import handles_from_receipts
+from exchange_store.exchange.merge import handles_from_receipts
 from exchange_store.scheduler.model import StorageSpec
 from exchange_store.scheduler.worker import open_exchange_manager
 
@@ -134,7 +134,9 @@ def _plan_task(
     manager = open_exchange_manager(storage)
     assert manager is not None
     plan: dict[int, list[ExchangeSourceHandle]] = {}
-    for h in handles_from_receipts(receipts, manager.config, context, key, npartitions):
+    for h in handles_from_receipts(
+        manager.client, receipts, manager.config, context, key, npartitions
+    ):
         plan.setdefault(h.partition_id, []).append(h)
     return plan
 

@@ -41,7 +41,7 @@ from exchange_store.exchange.handles import (
     ExchangeSourceHandle,
 )
 from exchange_store.exchange.manifest import Manifest, open_manifest, read_manifest
-from exchange_store.exchange.merge import merge_small_pieces, should_merge
+from exchange_store.exchange.merge import plan_source_handles
 from exchange_store.exchange.paths import (
     attempt_dir,
     base_directory_for,
@@ -51,7 +51,6 @@ from exchange_store.exchange.paths import (
     manifest_path,
     query_dir,
 )
-from exchange_store.exchange.planning import collect_pieces, cut_source_handles
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.lease import Lease
 from exchange_store.ids import check_int_id
@@ -379,21 +378,8 @@ class Exchange:
                     ) from None
                 self._manifests[tp] = manifest
             manifests.append(manifest)
-        cfg = self._config
-        per_partition = collect_pieces(manifests, cfg, self._context)
-        local = self._client.scheme == "file"
-        if should_merge(per_partition, cfg.merge_threshold) and (
-            cfg.merge_on_local_filesystem or not local
-        ):
-            per_partition = merge_small_pieces(
-                self._client,
-                per_partition,
-                self._directories,
-                target=cfg.merge_target_size,
-                threads=cfg.source_concurrent_readers,
-            )
-        return cut_source_handles(
-            per_partition, cfg, self._context, self._key, self._preserve_order
+        return plan_source_handles(
+            self._client, manifests, self._config, self._context, self._key, self._preserve_order
         )
 
     # ------------------------------------------------------------------ close

@@ -3,8 +3,8 @@
 With many partitions each map task's piece of a partition is small (1,000 partitions from 8
 maps of 16 MiB: 16 KiB), and a reader of one partition would make one request per map file:
 object stores charge per request and answer small ones slowly. When the mean piece is below
-``exchange.merge-threshold``, the coordinator (in ``get_source_handles``) copies the pieces
-into merged files, partition after partition: one partition's pieces sit side by side, so a
+``exchange.merge-threshold``, the coordinator (in ``get_source_handles``; in the Dask shuffle,
+its plan task) copies the pieces into merged files, partition after partition: one partition's pieces sit side by side, so a
 reader fetches a partition, or a range of neighbouring partitions, with one ranged read.
 
 The copy is of stored bytes, unchanged: a block keeps the identity of the file it was written
@@ -21,17 +21,103 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from exchange_store.errors import IntegrityError
-from exchange_store.exchange.handles import SourceFile
-from exchange_store.exchange.planning import Pieces
+from exchange_store.errors import IntegrityError, InvalidArgumentError
+from exchange_store.exchange.handles import (
+    ExchangeContext,
+    ExchangeSinkReceipt,
+    ExchangeSourceHandle,
+    SourceFile,
+)
+from exchange_store.exchange.manifest import Manifest, open_manifest
+from exchange_store.exchange.paths import exchange_dir, manifest_context
+from exchange_store.exchange.planning import Pieces, collect_pieces, cut_source_handles
 from exchange_store.filesystems.base import FileSystemClient, join
 from exchange_store.format import BlockRef
 
-__all__ = ["MERGED_DIR", "merge_small_pieces", "should_merge"]
+if TYPE_CHECKING:
+    from exchange_store.exchange.config import ExchangeManagerConfig
+
+__all__ = [
+    "MERGED_DIR",
+    "handles_from_receipts",
+    "merge_small_pieces",
+    "plan_source_handles",
+    "should_merge",
+]
 
 MERGED_DIR = "_merged"
 _MAX_GAP = 1 << 20  # bytes of other partitions read through rather than a second request
+
+
+def plan_source_handles(
+    client: FileSystemClient,
+    manifests: Sequence[Manifest],
+    cfg: ExchangeManagerConfig,
+    context: ExchangeContext,
+    key: bytes | None,
+    preserve_order: bool,
+) -> list[ExchangeSourceHandle]:
+    """The source handles of the selected commits, small pieces merged first when it pays.
+
+    Merging happens when the mean piece is below ``exchange.merge-threshold``, on object
+    stores (or anywhere with ``exchange.merge-on-local-filesystem``).
+    """
+    per_partition = collect_pieces(manifests, cfg, context)
+    local = client.scheme == "file"
+    if should_merge(per_partition, cfg.merge_threshold) and (
+        cfg.merge_on_local_filesystem or not local
+    ):
+        directories = [
+            exchange_dir(b, context.query_id, context.exchange_id) for b in cfg.base_directories
+        ]
+        per_partition = merge_small_pieces(
+            client,
+            per_partition,
+            directories,
+            target=cfg.merge_target_size,
+            threads=cfg.source_concurrent_readers,
+        )
+    return cut_source_handles(per_partition, cfg, context, key, preserve_order)
+
+
+def handles_from_receipts(
+    client: FileSystemClient,
+    receipts: Sequence[ExchangeSinkReceipt],
+    cfg: ExchangeManagerConfig,
+    context: ExchangeContext,
+    key: bytes | None,
+    output_partition_count: int,
+    *,
+    preserve_order: bool = False,
+) -> list[ExchangeSourceHandle]:
+    """Source handles for the commits ``receipts`` name, without a coordinator object.
+
+    For engines that keep one attempt per task partition and pass the receipts along their
+    own task graph (the Dask shuffle's plan task): each receipt's sealed manifest is checked
+    with the query's key exactly as ``Exchange.sink_finished`` checks it; small pieces are
+    merged as by ``get_source_handles``.
+
+    Raises:
+        IntegrityError: a receipt was changed, or names another exchange.
+        InvalidArgumentError: two receipts of one task partition.
+    """
+    q, e = context.query_id, context.exchange_id
+    manifests: dict[int, Manifest] = {}
+    for r in receipts:
+        tp = r.task_partition_id
+        where = f"receipt of {q}/{e} task partition {tp} attempt {r.attempt_id}"
+        if (r.query_id, r.exchange_id) != (q, e):
+            raise IntegrityError(f"{where}: names exchange {r.query_id}/{r.exchange_id}")
+        if tp in manifests:
+            raise InvalidArgumentError(f"{where}: a second receipt of task partition {tp}")
+        m = open_manifest(r.manifest, key, manifest_context(q, e, tp, r.attempt_id), where)
+        if m.run_id != r.run_id or m.output_partition_count != output_partition_count:
+            raise IntegrityError(f"{where}: does not match its sealed manifest")
+        manifests[tp] = m
+    ordered = [manifests[tp] for tp in sorted(manifests)]
+    return plan_source_handles(client, ordered, cfg, context, key, preserve_order)
 
 
 def should_merge(per_partition: Pieces, threshold: int) -> bool:

@@ -11,21 +11,18 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
-from exchange_store.errors import IntegrityError, InvalidArgumentError
 from exchange_store.exchange.handles import (
     ExchangeContext,
-    ExchangeSinkReceipt,
     ExchangeSourceHandle,
     SourceFile,
     pack_source_files,
 )
-from exchange_store.exchange.manifest import Manifest, open_manifest
+from exchange_store.exchange.manifest import Manifest
 from exchange_store.exchange.paths import (
     attempt_dir,
     base_directory_for,
     data_file_context,
     data_file_path,
-    manifest_context,
     run_dir,
 )
 from exchange_store.format import BlockRef
@@ -33,7 +30,7 @@ from exchange_store.format import BlockRef
 if TYPE_CHECKING:
     from exchange_store.exchange.config import ExchangeManagerConfig
 
-__all__ = ["Pieces", "collect_pieces", "cut_source_handles", "handles_from_receipts"]
+__all__ = ["Pieces", "collect_pieces", "cut_source_handles"]
 
 
 Pieces = dict[int, list[SourceFile]]
@@ -154,42 +151,3 @@ def _chunks(files: list[SourceFile], target: int, preserve_order: bool) -> list[
         if blocks:
             out.append([f.with_blocks(blocks)] if len(blocks) != len(f.blocks) else [f])
     return out
-
-
-def handles_from_receipts(
-    receipts: Sequence[ExchangeSinkReceipt],
-    cfg: ExchangeManagerConfig,
-    context: ExchangeContext,
-    key: bytes | None,
-    output_partition_count: int,
-    *,
-    preserve_order: bool = False,
-    partitions: Collection[int] | None = None,
-) -> list[ExchangeSourceHandle]:
-    """Source handles for the commits ``receipts`` name, without a coordinator object.
-
-    For engines that keep one attempt per task partition and pass the receipts along their
-    own task graph (the Dask shuffle): each receipt's sealed manifest is checked with the
-    query's key exactly as ``Exchange.sink_finished`` checks it. ``partitions`` limits the
-    handles to those output partitions (a reduce task wants its own).
-
-    Raises:
-        IntegrityError: a receipt was changed, or names another exchange.
-        InvalidArgumentError: two receipts of one task partition, or a partition count that
-            differs from ``output_partition_count``.
-    """
-    q, e = context.query_id, context.exchange_id
-    manifests: dict[int, Manifest] = {}
-    for r in receipts:
-        tp = r.task_partition_id
-        where = f"receipt of {q}/{e} task partition {tp} attempt {r.attempt_id}"
-        if (r.query_id, r.exchange_id) != (q, e):
-            raise IntegrityError(f"{where}: names exchange {r.query_id}/{r.exchange_id}")
-        if tp in manifests:
-            raise InvalidArgumentError(f"{where}: a second receipt of task partition {tp}")
-        m = open_manifest(r.manifest, key, manifest_context(q, e, tp, r.attempt_id), where)
-        if m.run_id != r.run_id or m.output_partition_count != output_partition_count:
-            raise IntegrityError(f"{where}: does not match its sealed manifest")
-        manifests[tp] = m
-    pieces = collect_pieces([manifests[tp] for tp in sorted(manifests)], cfg, context, partitions)
-    return cut_source_handles(pieces, cfg, context, key, preserve_order)
