@@ -1,8 +1,8 @@
 """Coordinator costs: sink_finished with receipts on S3 behind latency, and handle size.
 
-1. 1,000 sinks commit to a moto S3 server on loopback; the coordinator's client adds 10 ms to
-   every request and counts them; 1,000 ``sink_finished`` calls with the sinks' receipts, then
-   (same setup) without them.
+1. 1,000 sinks commit to a moto S3 server on loopback (its own process); the coordinator's
+   client adds 10 ms to every request and counts them; 1,000 ``sink_finished`` calls with the
+   sinks' receipts, then (same setup) without them.
 2. 1,000 sinks x 1,000 partitions on the local filesystem: the pickled size of
    ``get_source_handles()`` and bytes per (file, partition).
 
@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import tempfile
 
-import boto3
-from moto.server import ThreadedMotoServer
+from bench_object_store import moto_bucket
 from rich.progress import Progress
 
 from exchange_store.benchmark.coordinator import measure_handle_size, measure_sink_finished
@@ -33,28 +31,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.010)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket="bench")
-    fs = {
-        "fs.client.type": "s3",
-        "s3.endpoint": endpoint,
-        "s3.region": "us-east-1",
-        "s3.aws-access-key": "testing",
-        "s3.aws-secret-key": "testing",
-        "s3.path-style-access": "true",
-    }
+    fs, server = moto_bucket("bench")
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("sinks on S3", total=2 * args.sinks)
@@ -80,7 +57,8 @@ def main() -> None:
                     progress=lambda n: bar.advance(task, n),
                 )
     finally:
-        server.stop()
+        server.kill()
+        server.wait()
     out = {
         "sink_finished": {
             "sinks": cost.sinks,

@@ -114,23 +114,10 @@ def main() -> None:
     filesystems = None
     server = None
     if args.s3:
-        import boto3
-        from bench_object_store import start_moto
+        from bench_object_store import moto_bucket
 
-        endpoint, server = start_moto()
-        creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
-        s3.create_bucket(Bucket="dask")
-        filesystems = {
-            "s3": {
-                "fs.client.type": "s3",
-                "s3.endpoint": endpoint,
-                "s3.region": "us-east-1",
-                "s3.aws-access-key": "testing",
-                "s3.aws-secret-key": "testing",
-                "s3.path-style-access": "true",
-            }
-        }
+        props, server = moto_bucket("dask")
+        filesystems = {"s3": props}
     with (
         tempfile.TemporaryDirectory(prefix="bench-dask-") as local_spool,
         distributed.LocalCluster(

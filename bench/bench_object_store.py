@@ -56,6 +56,24 @@ def start_moto() -> tuple[str, subprocess.Popen[bytes]]:
     raise RuntimeError("moto_server did not start")
 
 
+def moto_bucket(bucket: str) -> tuple[dict[str, str], subprocess.Popen[bytes]]:
+    """A moto server process with ``bucket`` in it: (S3 client properties, process)."""
+    endpoint, proc = start_moto()
+    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
+        Bucket=bucket
+    )
+    props = {
+        "fs.client.type": "s3",
+        "s3.endpoint": endpoint,
+        "s3.region": "us-east-1",
+        "s3.aws-access-key": "testing",
+        "s3.aws-secret-key": "testing",
+        "s3.path-style-access": "true",
+    }
+    return props, proc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=parse_data_size, default=128 << 20)
@@ -64,19 +82,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    endpoint, server = start_moto()
-    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
-        Bucket="bench"
-    )
-    fs = {
-        "fs.client.type": "s3",
-        "s3.endpoint": endpoint,
-        "s3.region": "us-east-1",
-        "s3.aws-access-key": "testing",
-        "s3.aws-secret-key": "testing",
-        "s3.path-style-access": "true",
-    }
+    fs, server = moto_bucket("bench")
     rows = []
     try:
         client = load_filesystem(fs, ["s3://bench/x"])
