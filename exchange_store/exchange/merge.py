@@ -4,8 +4,9 @@ With many partitions each map task's piece of a partition is small (1,000 partit
 maps of 16 MiB: 16 KiB), and a reader of one partition would make one request per map file:
 object stores charge per request and answer small ones slowly. When the mean piece is below
 ``exchange.merge-threshold``, the coordinator (in ``get_source_handles``; in the Dask shuffle,
-its plan task) copies the pieces into merged files, partition after partition: one partition's pieces sit side by side, so a
-reader fetches a partition, or a range of neighbouring partitions, with one ranged read.
+its plan task) copies the pieces into merged files, partition after partition: one
+partition's pieces sit side by side, so a reader fetches a partition, or a range of
+neighbouring partitions, with one ranged read.
 
 The copy is of stored bytes, unchanged: a block keeps the identity of the file it was written
 in (file id, place, index), and readers check it against that identity
