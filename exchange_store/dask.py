@@ -28,7 +28,6 @@ import io
 import secrets
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
@@ -256,10 +255,5 @@ class DurableShuffle:
     def __enter__(self) -> DurableShuffle:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
