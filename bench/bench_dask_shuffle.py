@@ -121,7 +121,7 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="bench-dask-") as local_spool,
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

@@ -140,7 +140,7 @@ def dask_shuffle(data: BenchData, method: str, workers: int) -> dict[str, Any] |
     dask.config.set({"dataframe.convert-string": False})
     with (
         LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -369,7 +369,7 @@ class DaskExecutor(Executor):
                         n_workers=max(1, workers),
                         threads_per_worker=1,
                         processes=True,
-                        dashboard_address=None,
+                        dashboard_address=":0",
                     )
                 client = distributed.Client(self._own_cluster)
         self._client = client

@@ -140,7 +140,7 @@ def test_dask_executor_on_local_cluster(storage, log_dir) -> None:
 
     faults = {("sum", 1, 0, 0): "storage"}
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     try:
         with Client(cluster) as client, DaskExecutor(2, client=client) as executor:
