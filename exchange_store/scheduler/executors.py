@@ -364,7 +364,16 @@ class DaskExecutor(Executor):
 
                 # A worker that dies fails the attempt at once (KilledWorker): the runner,
                 # not Dask, decides about retries and gives the retry a new attempt id.
-                with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+                # The workers' statistical profiler is off: on CPython before 3.12 its
+                # sys._current_frames() can run the garbage collector with the thread-list lock
+                # held and deadlock the worker (CPython gh-106883), which our short-lived
+                # encoding threads made likely (seen: 2 demo runs of 40 hung).
+                with dask.config.set(
+                    {
+                        "distributed.scheduler.allowed-failures": 0,
+                        "distributed.worker.profile.enabled": False,
+                    }
+                ):
                     self._own_cluster = distributed.LocalCluster(
                         n_workers=max(1, workers),
                         threads_per_worker=1,
