@@ -57,7 +57,11 @@ def _files(tmp_path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def client():
+    import dask
+
+    # Python 3.11: the workers' profiler can deadlock them (CPython gh-106883).
     with (
+        dask.config.set({"distributed.worker.profile.enabled": False}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
