@@ -59,7 +59,9 @@ def _files(tmp_path: Path) -> list[str]:
 def client():
     import dask
 
-    # Python 3.11: the workers' profiler can deadlock them (CPython gh-106883).
+    # Python 3.11: the workers' profiler can deadlock them (CPython gh-106883); worker
+    # processes, restarted ones too, read the setting from the environment.
+    os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
     with (
         dask.config.set({"distributed.worker.profile.enabled": False}),
         distributed.LocalCluster(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -336,6 +337,9 @@ class _DaskAttempt(RunningAttempt):
                 distributed.Event(self._cancel_name, client=self._client).set()
 
 
+_NO_PROFILER = "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"
+
+
 class DaskExecutor(Executor):
     """Attempts run as Dask distributed tasks; the exchange lives on shared storage.
 
@@ -367,7 +371,9 @@ class DaskExecutor(Executor):
                 # The workers' statistical profiler is off: on CPython before 3.12 its
                 # sys._current_frames() can run the garbage collector with the thread-list lock
                 # held and deadlock the worker (CPython gh-106883), which our short-lived
-                # encoding threads made likely (seen: 2 demo runs of 40 hung).
+                # encoding threads made likely (seen: 2 demo runs of 40 hung). Worker processes
+                # (restarted ones too) read it from the environment they inherit.
+                os.environ.setdefault(_NO_PROFILER, "False")
                 with dask.config.set(
                     {
                         "distributed.scheduler.allowed-failures": 0,
