@@ -371,9 +371,11 @@ class DaskExecutor(Executor):
                 # The workers' statistical profiler is off: on CPython before 3.12 its
                 # sys._current_frames() can run the garbage collector with the thread-list lock
                 # held and deadlock the worker (CPython gh-106883), which our short-lived
-                # encoding threads made likely (seen: 2 demo runs of 40 hung). Worker processes
-                # (restarted ones too) read it from the environment they inherit.
+                # encoding threads made likely (seen: 2 demo runs of 40 hung). Nannies hand
+                # their process's configuration to the workers they (re)start, after this
+                # block: so it is set for this process, and in the environment for good.
                 os.environ.setdefault(_NO_PROFILER, "False")
+                dask.config.set({"distributed.worker.profile.enabled": False})
                 with dask.config.set(
                     {
                         "distributed.scheduler.allowed-failures": 0,
