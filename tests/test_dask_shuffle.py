@@ -59,11 +59,10 @@ def _files(tmp_path: Path) -> list[str]:
 def client():
     import dask
 
-    # Python 3.11: the workers' profiler can deadlock them (CPython gh-106883); worker
-    # processes, restarted ones too, read the setting from the environment.
-    os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
+    # Python 3.11: the workers' profiler can deadlock them (CPython gh-106883). Nannies hand
+    # this process's configuration to the workers they restart: set it here for good.
+    dask.config.set({"distributed.worker.profile.enabled": False})
     with (
-        dask.config.set({"distributed.worker.profile.enabled": False}),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
