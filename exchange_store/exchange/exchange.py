@@ -28,7 +28,6 @@ from exchange_store.errors import (
     CommitConflictError,
     ExchangeStateError,
     ExchangeStoreError,
-    IntegrityError,
     InvalidArgumentError,
     StorageError,
     StorageFileNotFoundError,
@@ -40,7 +39,7 @@ from exchange_store.exchange.handles import (
     ExchangeSinkReceipt,
     ExchangeSourceHandle,
 )
-from exchange_store.exchange.manifest import Manifest, open_manifest, read_manifest
+from exchange_store.exchange.manifest import Manifest, open_receipt, read_manifest
 from exchange_store.exchange.merge import plan_source_handles
 from exchange_store.exchange.paths import (
     attempt_dir,
@@ -307,17 +306,9 @@ class Exchange:
             )
 
     def _open_receipt(self, receipt: ExchangeSinkReceipt, tp: int, attempt: int) -> Manifest:
-        q, e = self._context.query_id, self._context.exchange_id
         where = f"receipt of {self._manifest_path(tp, attempt)}"
-        manifest = open_manifest(
-            receipt.manifest, self._key, manifest_context(q, e, tp, attempt), where
-        )
+        manifest = open_receipt(receipt, self._key, where)
         self._check_manifest(manifest, tp, attempt)
-        if manifest.run_id != receipt.run_id:
-            raise IntegrityError(
-                f"{where}: names run {receipt.run_id} but its manifest commits run "
-                f"{manifest.run_id}"
-            )
         return manifest
 
     def all_required_sinks_finished(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from exchange_store.errors import IntegrityError, InvalidArgumentError
 from exchange_store.exchange.handles import ExchangeSinkReceipt
-from exchange_store.exchange.paths import check_run_id
+from exchange_store.exchange.paths import check_run_id, manifest_context
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.format import FileSummary, seal, unseal
 
@@ -37,6 +37,7 @@ __all__ = [
     "Manifest",
     "ManifestFile",
     "open_manifest",
+    "open_receipt",
     "read_manifest",
     "write_manifest",
 ]
@@ -214,6 +215,24 @@ def open_manifest(sealed: bytes, key: bytes | None, context: bytes, path: str) -
     except IntegrityError as exc:
         raise IntegrityError(f"{path}: {exc}") from None
     return Manifest.decode(payload, path)
+
+
+def open_receipt(receipt: ExchangeSinkReceipt, key: bytes | None, where: str) -> Manifest:
+    """The manifest a receipt carries, checked as the stored one would be, plus its run.
+
+    Raises:
+        IntegrityError: the sealed manifest was changed, belongs to another attempt, or
+            commits another run than the receipt names.
+    """
+    context = manifest_context(
+        receipt.query_id, receipt.exchange_id, receipt.task_partition_id, receipt.attempt_id
+    )
+    manifest = open_manifest(receipt.manifest, key, context, where)
+    if manifest.run_id != receipt.run_id:
+        raise IntegrityError(
+            f"{where}: names run {receipt.run_id} but its manifest commits run {manifest.run_id}"
+        )
+    return manifest
 
 
 def read_manifest(

@@ -31,8 +31,8 @@ from exchange_store.exchange.handles import (
     ExchangeSourceHandle,
     SourceFile,
 )
-from exchange_store.exchange.manifest import Manifest, open_manifest
-from exchange_store.exchange.paths import exchange_dir, manifest_context
+from exchange_store.exchange.manifest import Manifest, open_receipt
+from exchange_store.exchange.paths import exchange_dir
 from exchange_store.exchange.planning import Pieces, collect_pieces, cut_source_handles
 from exchange_store.filesystems.base import FileSystemClient, join
 from exchange_store.format import BlockRef
@@ -113,9 +113,12 @@ def handles_from_receipts(
             raise IntegrityError(f"{where}: names exchange {r.query_id}/{r.exchange_id}")
         if tp in manifests:
             raise InvalidArgumentError(f"{where}: a second receipt of task partition {tp}")
-        m = open_manifest(r.manifest, key, manifest_context(q, e, tp, r.attempt_id), where)
-        if m.run_id != r.run_id or m.output_partition_count != output_partition_count:
-            raise IntegrityError(f"{where}: does not match its sealed manifest")
+        m = open_receipt(r, key, where)
+        if m.output_partition_count != output_partition_count:
+            raise IntegrityError(
+                f"{where}: {m.output_partition_count} partitions, the exchange has "
+                f"{output_partition_count}"
+            )
         manifests[tp] = m
     ordered = [manifests[tp] for tp in sorted(manifests)]
     return plan_source_handles(client, ordered, cfg, context, key, preserve_order)
