@@ -22,6 +22,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 
 run: $(VENV)/.installed  ## set up and run the main job (demo on the local filesystem)
 	$(BIN)/exchange-store keygen --exist-ok var/snapshot.key
+	$(BIN)/exchange-store keygen --exist-ok var/exchange.key
 	$(BIN)/exchange-store demo --etc etc
 
 test: $(VENV)/.installed-test  ## set up and run the whole test suite

@@ -19,6 +19,8 @@ __all__ = [
     "ExchangeStoreError",
     "IntegrityError",
     "InvalidArgumentError",
+    "LostInput",
+    "LostInputError",
     "QueryFailedError",
     "RemoteTaskError",
     "SnapshotExpiredError",
@@ -53,6 +55,29 @@ class IntegrityError(ExchangeStoreError):
 
     Data that fails a check is never returned; this error is raised instead.
     """
+
+
+LostInput = tuple[str, str, int, int]
+"""(query id, exchange id, task partition id, attempt id) of committed output found lost."""
+
+
+class LostInputError(IntegrityError):
+    """Committed exchange data was found changed, truncated or missing while reading it.
+
+    It names the producers whose output is lost, so a scheduler can re-run them (lineage)
+    instead of failing the query. Nothing of the lost data was returned.
+
+    Attributes:
+        lost: ``(query_id, exchange_id, task_partition_id, attempt_id)`` of every producer
+            whose committed output the failed read covered.
+    """
+
+    def __init__(self, message: str, lost: tuple[LostInput, ...] = ()) -> None:
+        super().__init__(message)
+        self.lost = tuple(lost)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.lost))
 
 
 class StorageError(ExchangeStoreError, OSError):
@@ -203,19 +228,27 @@ class RemoteTaskError(ExchangeStoreError):
         type_name: Qualified class name of the original exception.
         retryable: What the worker's retry classification said about the original exception.
         remote_traceback: The formatted traceback from the worker.
+        lost: The lost inputs of a :class:`LostInputError` (empty otherwise), so the
+            coordinator can re-run their producers.
     """
 
     def __init__(
-        self, type_name: str, message: str, retryable: bool, remote_traceback: str = ""
+        self,
+        type_name: str,
+        message: str,
+        retryable: bool,
+        remote_traceback: str = "",
+        lost: tuple[LostInput, ...] = (),
     ) -> None:
         super().__init__(f"{type_name}: {message}")
         self.type_name = type_name
         self.message = message
         self.retryable = retryable
         self.remote_traceback = remote_traceback
+        self.lost = tuple(lost)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
             RemoteTaskError,
-            (self.type_name, self.message, self.retryable, self.remote_traceback),
+            (self.type_name, self.message, self.retryable, self.remote_traceback, self.lost),
         )

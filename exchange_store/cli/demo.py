@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from exchange_store.config import format_data_size, parse_data_size
+from exchange_store.crypto.keyfile import generate_key_file
 from exchange_store.demo.faults import count_injected, with_storage_faults
 from exchange_store.demo.query import (
     DemoSpec,
@@ -33,6 +36,7 @@ from exchange_store.demo.query import (
     reference_result,
 )
 from exchange_store.errors import ConfigurationError, ExchangeStoreError
+from exchange_store.ids import check_id
 from exchange_store.scheduler.config import EXECUTOR_TYPES, RETRY_POLICIES, SchedulerConfig
 from exchange_store.scheduler.model import StorageSpec
 from exchange_store.scheduler.retry import QueryFailedError, RetryPolicy
@@ -83,6 +87,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--splits", type=int, default=8, help="scan tasks (default: 8)")
     p.add_argument("--partitions", type=int, default=4, help="final aggregate tasks (default: 4)")
     p.add_argument("--seed", type=int, default=42, help="seed for data and failures")
+    p.add_argument(
+        "--query-id",
+        help="the query's id (default: a fresh one). Running the same id again after its "
+        "coordinator died resumes it from what it committed",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="end stdout with one line of JSON: correct, resumed, tasks_run, tasks_reused, "
+        "attempts, lineage_reruns, ...",
+    )
     p.set_defaults(func=run)
 
 
@@ -95,6 +110,8 @@ class _StageStats:
     started: float | None = None
     finished: float | None = None
     errors: list[str] = field(default_factory=list)
+    reused: int = 0
+    lost: int = 0
 
 
 def leftover_files(storage: StorageSpec, query_id: str) -> list[str]:
@@ -192,7 +209,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.failure_rate <= 1:
         raise ConfigurationError(f"--failure-rate {args.failure_rate}: allowed: 0 to 1")
     spec = DemoSpec(rows=rows, splits=args.splits, partitions=args.partitions, seed=args.seed)
-    fault_log = os.path.abspath(f"var/demo-storage-faults-{os.getpid()}.log")
+    query_id = args.query_id or f"demo_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+    check_id(query_id, "--query-id")
+    for created in ensure_key_files(args.etc):
+        console.print(f"created the missing key file {created} (mode 0600)")
+    fault_log = os.path.abspath(f"var/demo-storage-faults-{query_id}.log")
     if args.failure_rate > 0:
         os.makedirs(os.path.dirname(fault_log), exist_ok=True)
         storage = with_storage_faults(args.etc, fault_log)
@@ -203,7 +224,6 @@ def run(args: argparse.Namespace) -> int:
     plan = make_failure_plan(
         spec, args.failure_rate, args.seed, can_kill=config.executor_type != "threads"
     )
-    query_id = f"demo_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
     query = build_demo_query(query_id, spec, plan)
     console.print(
         f"[bold]exchange-store demo[/] {query_id}: {rows:,} rows in {spec.splits} splits -> "
@@ -230,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
     }
 
     def on_event(event: SchedulerEvent) -> None:
+        if event.kind == "query-resumed":
+            console.print(f"[bold]resuming[/] query {query_id}: {event.detail}")
+            return
         if event.stage_id is None:
             if event.kind == "query-attempt" and event.query_attempt > 0:
                 for stage_id, bar in bars.items():
@@ -247,8 +270,13 @@ def run(args: argparse.Namespace) -> int:
             progress.stop_task(bar)
         elif event.kind == "attempt-started":
             s.attempts += 1
-        elif event.kind == "attempt-finished":
+        elif event.kind in ("attempt-finished", "task-reused"):
             progress.advance(bar)
+            if event.kind == "task-reused":
+                s.reused += 1
+        elif event.kind == "task-lost":
+            progress.advance(bar, -1)
+            s.lost += 1
         elif event.kind == "attempt-failed":
             s.failed += 1
         elif event.kind == "attempt-killed":
@@ -256,8 +284,12 @@ def run(args: argparse.Namespace) -> int:
         notes = []
         if s.failed:
             notes.append(f"[red]{s.failed} failed[/]")
-        if s.attempts > s.tasks:
-            notes.append(f"{s.attempts - s.tasks} retried/speculative")
+        if s.reused:
+            notes.append(f"{s.reused} reused")
+        if s.lost:
+            notes.append(f"[yellow]{s.lost} lost, re-run[/]")
+        if s.attempts > s.tasks - s.reused:
+            notes.append(f"{s.attempts - (s.tasks - s.reused)} retried/speculative")
         progress.update(bar, note=", ".join(notes))
 
     try:
@@ -269,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"files left in storage: {len(leftovers)}")
         with contextlib.suppress(FileNotFoundError):
             os.remove(fault_log)
+        if args.json:
+            _print_json({"query_id": query_id, "correct": False, "error": str(exc)})
         return 1
     _summary(console, result, stats)
 
@@ -302,4 +336,57 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[bold red]{len(leftovers)} files left in storage[/], e.g. {leftovers[0]}")
     else:
         console.print("[green]storage clean[/]: no file of the query left in any base directory")
+    if result.resumed or result.lineage_reruns:
+        console.print(
+            f"resumed: {'yes' if result.resumed else 'no'}, tasks reused: {result.tasks_reused},"
+            f" lost outputs re-run (lineage): {result.lineage_reruns}"
+        )
+    if args.json:
+        _print_json(
+            {
+                "query_id": query_id,
+                "correct": bool(correct),
+                "resumed": result.resumed,
+                "tasks_run": len({(a.stage_id, a.task_id) for a in result.attempts}),
+                "tasks_reused": result.tasks_reused,
+                "attempts": len(result.attempts),
+                "lineage_reruns": result.lineage_reruns,
+                "query_attempts": result.query_attempts,
+                "wall_time": round(result.wall_time, 3),
+                "leftover_files": len(leftovers),
+            }
+        )
     return 0 if correct and not leftovers else 1
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    """One line of JSON, the last of stdout."""
+    sys.stdout.flush()
+    print(json.dumps(payload, sort_keys=True), flush=True)
+
+
+def ensure_key_files(etc_dir: str) -> list[str]:
+    """Create the key files the etc directory names but that do not exist yet.
+
+    Only when the matching environment variable does not provide the key. A new key cannot
+    make earlier data unreadable: there is none without the file.
+
+    Returns:
+        The files created.
+    """
+    from exchange_store.config import load_etc
+
+    etc = load_etc(etc_dir)
+    wanted = [
+        (etc.exchange_manager, "exchange.encryption-key-file", "EXCHANGE_STORE_EXCHANGE_KEY"),
+        (etc.snapshot_store, "snapshot.encryption-key-file", "EXCHANGE_STORE_SNAPSHOT_KEY"),
+    ]
+    created = []
+    for pf, key, env in wanted:
+        value = (pf.values.get(key, "") if pf is not None else "").strip()
+        if not value or os.environ.get(env, "").strip():
+            continue
+        path = os.path.abspath(value)
+        if not os.path.exists(path):
+            created.append(str(generate_key_file(path)))
+    return created

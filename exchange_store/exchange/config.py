@@ -8,6 +8,7 @@ the key and what is allowed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ BASE_DIRECTORIES = "exchange.base-directories"
 COMPRESSION_CODEC = "exchange.compression-codec"
 COMPRESSION_ENABLED = "exchange.compression-enabled"
 COMPRESSION_LEVEL = "exchange.compression-level"
+ENCRYPTION_KEY_FILE = "exchange.encryption-key-file"
+KEY_ENV_VAR = "EXCHANGE_STORE_EXCHANGE_KEY"
 
 EXCHANGE_MANAGER_SCHEMA = Schema(
     "exchange-manager.properties",
@@ -87,6 +90,17 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             "bool",
             True,
             doc="Encrypt spooled data with a per-query AES-256-GCM key kept in memory only.",
+        ),
+        Key(
+            ENCRYPTION_KEY_FILE,
+            "string",
+            None,
+            doc="File holding a 32-byte master key (64 hex characters; create it with "
+            "`exchange-store keygen PATH`); relative paths are resolved against the current "
+            "directory. Each query's key is derived from it (HKDF, never stored), so a "
+            "restarted coordinator can reopen and resume a query. Without it (and without "
+            "EXCHANGE_STORE_EXCHANGE_KEY, which wins over it) query keys are random and die "
+            "with their coordinator.",
         ),
         Key(
             "exchange.sink-max-file-size",
@@ -239,6 +253,7 @@ class ExchangeManagerConfig:
         codec: NONE, LZ4 or ZSTD.
         compression_level: ZSTD level, or None for the codec's default.
         encryption_enabled: Whether spooled data is encrypted.
+        encryption_key_file: Absolute path of the master key file, or None.
         sink_max_file_size: Rotation size of data files.
         max_page_storage_size: Largest record.
         source_handle_target_data_size: Where source handles are cut.
@@ -264,6 +279,7 @@ class ExchangeManagerConfig:
     codec: str = "LZ4"
     compression_level: int | None = None
     encryption_enabled: bool = True
+    encryption_key_file: str | None = None
     sink_max_file_size: int = 1 << 30
     max_page_storage_size: int = 16 * _MB
     source_handle_target_data_size: int = 256 * _MB
@@ -335,6 +351,7 @@ class ExchangeManagerConfig:
                     f"{where(COMPRESSION_LEVEL)}: {COMPRESSION_LEVEL}={level}: {exc}"
                 ) from None
         fs_name = filesystem_name(parsed[FILESYSTEM_TYPE], FILESYSTEM_TYPE, where(FILESYSTEM_TYPE))
+        key_file = (parsed[ENCRYPTION_KEY_FILE] or "").strip()
         return cls(
             base_directories=resolved,
             filesystem_name=fs_name,
@@ -342,6 +359,7 @@ class ExchangeManagerConfig:
             codec=codec,
             compression_level=level,
             encryption_enabled=parsed["exchange.encryption-enabled"],
+            encryption_key_file=os.path.abspath(key_file) if key_file else None,
             sink_max_file_size=parsed["exchange.sink-max-file-size"],
             max_page_storage_size=parsed["exchange.max-page-storage-size"],
             source_handle_target_data_size=parsed["exchange.source-handle-target-data-size"],

@@ -16,6 +16,7 @@ same storage, is refused while the exchange exists.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -28,9 +29,16 @@ from exchange_store.errors import (
     CommitConflictError,
     ExchangeStateError,
     ExchangeStoreError,
+    IntegrityError,
     InvalidArgumentError,
     StorageError,
     StorageFileNotFoundError,
+)
+from exchange_store.exchange.descriptor import (
+    ExchangeDescriptor,
+    descriptor_context,
+    read_descriptor,
+    write_descriptor,
 )
 from exchange_store.exchange.handles import (
     ExchangeContext,
@@ -44,10 +52,12 @@ from exchange_store.exchange.merge import plan_source_handles
 from exchange_store.exchange.paths import (
     attempt_dir,
     base_directory_for,
+    descriptor_path,
     exchange_dir,
     lease_path,
     manifest_context,
     manifest_path,
+    parse_exchange_path,
     query_dir,
 )
 from exchange_store.filesystems.base import FileSystemClient
@@ -86,6 +96,8 @@ class Exchange:
         key: bytes | None,
         *,
         on_close: Callable[[Exchange], None] | None = None,
+        reopen: bool = False,
+        shape_known: bool = False,
     ) -> None:
         self._client = client
         self._config = config
@@ -104,6 +116,8 @@ class Exchange:
         self._refused: dict[int, list[int]] = {}
         self._all_finished = False
         self._handles: list[ExchangeSourceHandle] | None = None
+        self._generation = 0
+        self._attempts_used: dict[int, int] = {}
         self._closed = False
         self._directories = tuple(
             exchange_dir(b, context.query_id, context.exchange_id) for b in config.base_directories
@@ -114,10 +128,25 @@ class Exchange:
             owner=f"exchange {context.query_id}/{context.exchange_id}",
             ttl=config.lease_ttl,
         )
-        self._create_exclusive()
-        self._lease.start()
+        self._descriptor_path = descriptor_path(
+            config.base_directories[0], context.query_id, context.exchange_id
+        )
+        if reopen:
+            recorded = self._read_descriptor(shape_known)
+        else:
+            self._create_exclusive()
+        self._lease.start()  # a reopened exchange takes the lease over
         self._finalizer = weakref.finalize(self, _stop_lease, self._lease)
         self._finalizer.atexit = False
+        try:
+            if reopen:
+                self._recover(recorded)
+            else:
+                self._write_descriptor()
+        except BaseException:
+            self._finalizer.detach()
+            _stop_lease(self._lease)
+            raise
 
     def _create_exclusive(self) -> None:
         """Claim the context on storage: the first lease is created exclusively.
@@ -134,6 +163,135 @@ class Exchange:
                 "coordinator has it open, or it crashed and gc has not collected it yet; use "
                 "a new exchange id, or open_exchange() to take it over"
             ) from None
+
+    def _descriptor(self) -> ExchangeDescriptor:
+        cfg = self._config
+        return ExchangeDescriptor(
+            output_partition_count=self._output_partition_count,
+            preserve_order=self._preserve_order,
+            codec=cfg.codec,
+            compression_level=cfg.compression_level,
+            encrypted=self._key is not None,
+            selected=dict(self._selected) if self._all_finished else {},
+        )
+
+    def _write_descriptor(self) -> None:
+        q, e = self._context.query_id, self._context.exchange_id
+        write_descriptor(
+            self._client,
+            self._descriptor_path,
+            self._descriptor(),
+            self._key,
+            descriptor_context(q, e),
+        )
+
+    def _read_descriptor(self, shape_known: bool) -> ExchangeDescriptor:
+        """The stored descriptor of the exchange being reopened.
+
+        With ``shape_known`` (the caller gave the partition count and order) a damaged
+        descriptor is logged and rebuilt from that shape and the commits on storage.
+
+        Raises:
+            InvalidArgumentError: there is no such exchange, or it was written under another
+                configuration.
+            IntegrityError: the descriptor fails its checks (or the key is not the one it was
+                written with).
+        """
+        q, e = self._context.query_id, self._context.exchange_id
+        try:
+            recorded = read_descriptor(
+                self._client, self._descriptor_path, self._key, descriptor_context(q, e)
+            )
+        except StorageFileNotFoundError:
+            raise InvalidArgumentError(
+                f"exchange {self._context} does not exist on storage (no {self._descriptor_path})"
+                "; create_exchange() makes a new one"
+            ) from None
+        except IntegrityError as exc:
+            if shape_known:
+                _log.warning(
+                    "exchange %s: its record is damaged, rebuilt from the commits: %s",
+                    self._context,
+                    exc,
+                )
+                return self._descriptor()
+            raise IntegrityError(
+                f"cannot reopen exchange {self._context}: {exc} (a coordinator can reopen an "
+                "encrypted exchange only with the key it was written with: configure "
+                "exchange.encryption-key-file, or EXCHANGE_STORE_EXCHANGE_KEY, the same for "
+                "every coordinator)"
+            ) from None
+        cfg = self._config
+        if (recorded.codec, recorded.compression_level, recorded.encrypted) != (
+            cfg.codec,
+            cfg.compression_level,
+            self._key is not None,
+        ):
+            raise InvalidArgumentError(
+                f"exchange {self._context} was written with compression {recorded.codec} and "
+                f"encryption {'on' if recorded.encrypted else 'off'}; this manager has "
+                f"{cfg.codec} and {'on' if self._key is not None else 'off'} ({cfg.source})"
+            )
+        self._output_partition_count = recorded.output_partition_count
+        self._preserve_order = recorded.preserve_order
+        return recorded
+
+    def _recover(self, recorded: ExchangeDescriptor) -> None:
+        """Find the committed attempts on storage and select one per task partition.
+
+        The attempt recorded as selected comes first, then the lowest committed one (all
+        attempts of a task partition write the same data). A commit that fails its checks is
+        deleted, so it is never selected again, and the next one is tried.
+        """
+        q, e = self._context.query_id, self._context.exchange_id
+        committed: dict[int, set[int]] = {}
+        for base, directory in zip(self._config.base_directories, self._directories, strict=True):
+            for info in self._client.walk(directory):
+                parsed = parse_exchange_path(base, info.path)
+                if parsed is None or (parsed.query_id, parsed.exchange_id) != (q, e):
+                    continue
+                tp, attempt = parsed.task_partition_id, parsed.attempt_id
+                if tp is None or attempt is None:
+                    continue
+                self._attempts_used[tp] = max(attempt, self._attempts_used.get(tp, -1))
+                if parsed.kind == "manifest":
+                    committed.setdefault(tp, set()).add(attempt)
+        for tp, attempts in sorted(committed.items()):
+            first = recorded.selected.get(tp)
+            order = sorted(attempts, key=lambda a: (a != first, a))
+            for attempt in order:
+                try:
+                    manifest = self._read_manifest(tp, attempt)
+                except IntegrityError as exc:
+                    _log.warning(
+                        "exchange %s: the commit of task partition %d attempt %d is damaged and "
+                        "is removed: %s",
+                        self._context,
+                        tp,
+                        attempt,
+                        exc,
+                    )
+                    self._discard_attempt(tp, attempt)
+                    continue
+                self._selected[tp] = attempt
+                self._manifests[tp] = manifest
+                self._sinks[tp] = ExchangeSinkHandle(q, e, tp, self._token)
+                break
+        if recorded.selected and all(
+            self._selected.get(tp) == a for tp, a in recorded.selected.items()
+        ):
+            # It had finished: every task partition it selected is still there as it was.
+            self._no_more_sinks = self._all_finished = True
+
+    def _discard_attempt(self, tp: int, attempt: int) -> None:
+        """Remove an attempt's commit (first) and files; a failure is logged, not raised."""
+        directory = self._attempt_directory(tp, attempt)
+        try:
+            with contextlib.suppress(StorageFileNotFoundError):
+                self._client.delete(manifest_path(directory))
+            self._client.delete_recursive(directory)
+        except ExchangeStoreError as exc:
+            _log.warning("exchange %s: could not remove %s: %s", self._context, directory, exc)
 
     # ------------------------------------------------------------------ properties
 
@@ -166,6 +324,14 @@ class Exchange:
         """Task partition to its selected attempt, so far."""
         with self._lock:
             return dict(self._selected)
+
+    def attempts_used(self) -> dict[int, int]:
+        """Task partition to the highest attempt id found on storage when it was reopened.
+
+        A restarted coordinator numbers new attempts above these (empty for a new exchange).
+        """
+        with self._lock:
+            return dict(self._attempts_used)
 
     def __repr__(self) -> str:
         return (
@@ -311,12 +477,52 @@ class Exchange:
         self._check_manifest(manifest, tp, attempt)
         return manifest
 
+    def sink_lost(self, sink: ExchangeSinkHandle, attempt_id: int) -> bool:
+        """Forget the selected attempt of ``sink``: its committed data was found lost.
+
+        Called when a reader got a :class:`~exchange_store.errors.LostInputError` naming this
+        attempt (lineage recovery). The attempt's commit and files are deleted, the task
+        partition counts as not finished, and the next ``sink_finished`` selects again; source
+        handles must be asked for again after ``all_required_sinks_finished()``.
+
+        Returns:
+            True when ``attempt_id`` was the selected attempt (now forgotten); False when
+            another attempt is selected (the loss was already handled) or none is.
+
+        Raises:
+            InvalidArgumentError: the sink is not from this exchange, or a bad attempt id.
+        """
+        tp = self._check_sink(sink)
+        attempt = check_int_id(attempt_id, "attempt_id")
+        with self._lock:
+            self._check_open()
+            if self._selected.get(tp) != attempt:
+                return False
+            del self._selected[tp]
+            self._manifests.pop(tp, None)
+            self._all_finished = False
+            self._handles = None
+            self._generation += 1
+            self._attempts_used[tp] = max(attempt, self._attempts_used.get(tp, -1))
+        self._discard_attempt(tp, attempt)
+        return True
+
     def all_required_sinks_finished(self) -> None:
-        """Declare that every task partition has finished; handles may now be asked for."""
+        """Declare that every task partition has finished; handles may now be asked for.
+
+        The selected attempts are recorded on storage (one write), so that ``open_exchange``
+        in a restarted coordinator selects exactly them.
+        """
         with self._lock:
             self._check_open()
             self._no_more_sinks = True
+            if self._all_finished:
+                return
             self._all_finished = True
+        try:
+            self._write_descriptor()
+        except ExchangeStoreError as exc:  # reopening then selects from the commits it lists
+            _log.warning("exchange %s: could not record its selections: %s", self._context, exc)
 
     # ------------------------------------------------------------------ sources
 
@@ -370,7 +576,13 @@ class Exchange:
                 self._manifests[tp] = manifest
             manifests.append(manifest)
         return plan_source_handles(
-            self._client, manifests, self._config, self._context, self._key, self._preserve_order
+            self._client,
+            manifests,
+            self._config,
+            self._context,
+            self._key,
+            self._preserve_order,
+            self._generation,
         )
 
     # ------------------------------------------------------------------ close

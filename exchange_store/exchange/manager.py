@@ -15,13 +15,19 @@ from types import TracebackType
 from typing import Any
 
 from exchange_store.config import load_etc
+from exchange_store.crypto.keyfile import derive_query_key, key_from_env, load_key_file
 from exchange_store.errors import (
     ConfigurationError,
     ExchangeStateError,
     InvalidArgumentError,
     StorageFileNotFoundError,
 )
-from exchange_store.exchange.config import FILESYSTEM_TYPE, ExchangeManagerConfig
+from exchange_store.exchange.config import (
+    ENCRYPTION_KEY_FILE,
+    FILESYSTEM_TYPE,
+    KEY_ENV_VAR,
+    ExchangeManagerConfig,
+)
 from exchange_store.exchange.exchange import Exchange
 from exchange_store.exchange.handles import (
     ExchangeContext,
@@ -36,11 +42,24 @@ from exchange_store.exchange.sink import ExchangeSink
 from exchange_store.exchange.source import ExchangeSource
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.factory import load_component_client
+from exchange_store.ids import check_id
 
 __all__ = ["KEY_SIZE", "ExchangeManager"]
 
 KEY_SIZE = 32
 _OBJECT_STORE_MAX_GAP = 1 << 20
+
+
+def _master_key(config: ExchangeManagerConfig, environ: Mapping[str, str] | None) -> bytes | None:
+    """The master key of the query keys: the environment first, then the key file."""
+    if not config.encryption_enabled:
+        return None
+    from_env = key_from_env(KEY_ENV_VAR, environ)
+    if from_env is not None:
+        return from_env
+    if config.encryption_key_file is None:
+        return None
+    return load_key_file(config.encryption_key_file, ENCRYPTION_KEY_FILE, "exchange master key")
 
 
 def _load_client(
@@ -67,9 +86,16 @@ class ExchangeManager:
         client: The filesystem client (its roots must include every base directory).
     """
 
-    def __init__(self, config: ExchangeManagerConfig, client: FileSystemClient) -> None:
+    def __init__(
+        self,
+        config: ExchangeManagerConfig,
+        client: FileSystemClient,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self._config = config
         self._client = client
+        self._master_key = _master_key(config, environ)
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
         self._open: dict[str, set[str]] = {}
@@ -202,6 +228,56 @@ class ExchangeManager:
             self._release_key(context)
             raise
 
+    def open_exchange(
+        self,
+        context: ExchangeContext,
+        *,
+        output_partition_count: int | None = None,
+        preserve_order: bool = False,
+    ) -> Exchange:
+        """Reopen an exchange that exists on storage (a coordinator that restarts).
+
+        With ``output_partition_count`` (the shape the caller created it with) an exchange
+        whose own record is damaged is still reopened from its commits instead of refused.
+
+        The lease is taken over. Every task partition with a committed attempt counts as
+        finished: the attempt recorded as selected when ``all_required_sinks_finished()`` ran,
+        else its lowest committed attempt (attempts of a task partition write the same data).
+        A commit that fails its checks is deleted and its task partition is not finished. The
+        exchange goes on from there: ``add_sink`` returns the handles of known task
+        partitions, and new attempts should be numbered above :meth:`Exchange.attempts_used`.
+
+        Raises:
+            InvalidArgumentError: no such exchange on storage, it is open in this manager, or
+                it was written under another configuration (codec, encryption).
+            IntegrityError: its record fails its checks, or this manager does not have the key
+                it was written with (random query keys die with their coordinator: configure
+                ``exchange.encryption-key-file``).
+            StorageError: storage failed.
+        """
+        if not isinstance(context, ExchangeContext):
+            raise InvalidArgumentError(f"expected an ExchangeContext, got {type(context).__name__}")
+        if self._closed:
+            raise ExchangeStateError(
+                f"open_exchange({context}) on a closed ExchangeManager ({self._config.source})"
+            )
+        key = self._acquire_key(context)
+        try:
+            return Exchange(
+                self._client,
+                self._config,
+                context,
+                output_partition_count or 1,
+                preserve_order,
+                key,
+                on_close=self._exchange_closed,
+                reopen=True,
+                shape_known=output_partition_count is not None,
+            )
+        except BaseException:
+            self._release_key(context)
+            raise
+
     def _acquire_key(self, context: ExchangeContext) -> bytes | None:
         with self._lock:
             open_ = self._open.setdefault(context.query_id, set())
@@ -214,8 +290,43 @@ class ExchangeManager:
                 return None
             key = self._keys.get(context.query_id)
             if key is None:
-                key = self._keys[context.query_id] = secrets.token_bytes(KEY_SIZE)
+                key = self._keys[context.query_id] = self._new_key(context.query_id)
             return key
+
+    def _new_key(self, query_id: str) -> bytes:
+        if self._master_key is not None:
+            return derive_query_key(self._master_key, query_id)
+        return secrets.token_bytes(KEY_SIZE)
+
+    def durable_query_key(self, query_id: str) -> bytes | None:
+        """The key of ``query_id`` that every coordinator with this configuration derives.
+
+        For records of a query kept beside its exchanges (the scheduler's journal); never
+        write it anywhere. None when exchange data is not encrypted.
+
+        Raises:
+            ConfigurationError: encryption is on and no master key is configured.
+        """
+        check_id(query_id, "query_id")
+        if not self._config.encryption_enabled:
+            return None
+        if self._master_key is None:
+            raise ConfigurationError(
+                f"{self._config.source}: query keys are random and die with their coordinator;"
+                f" set {ENCRYPTION_KEY_FILE} (create it with `exchange-store keygen PATH`) or "
+                f"{KEY_ENV_VAR} so a restarted coordinator can resume a query"
+            )
+        return derive_query_key(self._master_key, query_id)
+
+    @property
+    def can_reopen(self) -> bool:
+        """Whether another coordinator process can reopen this manager's exchanges.
+
+        True when data is not encrypted or query keys are derived from a master key
+        (``exchange.encryption-key-file`` or ``EXCHANGE_STORE_EXCHANGE_KEY``); random query keys
+        die with the coordinator that made them.
+        """
+        return not self._config.encryption_enabled or self._master_key is not None
 
     def _release_key(self, context: ExchangeContext) -> None:
         with self._lock:

@@ -59,11 +59,14 @@ def plan_source_handles(
     context: ExchangeContext,
     key: bytes | None,
     preserve_order: bool,
+    generation: int = 0,
 ) -> list[ExchangeSourceHandle]:
     """The source handles of the selected commits, small pieces merged first when it pays.
 
     Merging happens when the mean piece is below ``exchange.merge-threshold``, on object
-    stores (or anywhere with ``exchange.merge-on-local-filesystem``).
+    stores (or anywhere with ``exchange.merge-on-local-filesystem``). ``generation`` counts the
+    plans of one exchange: a new plan (after lost data was re-run) writes new merged files and
+    never overwrites those that readers of an older plan may still read.
     """
     per_partition = collect_pieces(manifests, cfg, context)
     local = client.scheme == "file"
@@ -79,6 +82,7 @@ def plan_source_handles(
             directories,
             target=cfg.merge_target_size,
             threads=cfg.source_concurrent_readers,
+            generation=generation,
         )
     return cut_source_handles(per_partition, cfg, context, key, preserve_order)
 
@@ -139,6 +143,7 @@ def merge_small_pieces(
     *,
     target: int,
     threads: int,
+    generation: int = 0,
 ) -> Pieces:
     """Copy every partition's pieces into merged files; the pieces that now point there.
 
@@ -149,6 +154,7 @@ def merge_small_pieces(
             over them).
         target: About how many bytes one merged file holds.
         threads: Groups merged at once.
+        generation: The plan's number; a later plan writes other file names.
 
     Raises:
         IntegrityError: a committed file is shorter than its manifest says.
@@ -164,9 +170,13 @@ def merge_small_pieces(
         groups[-1].append(p)
         size += piece
 
+    prefix = f"g{generation}-" if generation else ""
+
     def merge(n: int) -> Pieces:
         directory = join(directories[n % len(directories)], MERGED_DIR)
-        return _merge_group(client, groups[n], per_partition, join(directory, f"{n:06d}.xsb"))
+        return _merge_group(
+            client, groups[n], per_partition, join(directory, f"{prefix}{n:06d}.xsb")
+        )
 
     out: Pieces = {}
     with ThreadPoolExecutor(max(1, min(threads, len(groups)))) as pool:

@@ -3,6 +3,7 @@
 Layout under every base directory ``{base}``::
 
     {base}/{query_id}/{exchange_id}/_lease                       lease of the open exchange
+    {base0}/{query_id}/{exchange_id}/_exchange                   its shape and selections
     {base}/{query_id}/{exchange_id}/{hh}-{tp}/{attempt}/_manifest      commit marker + index
     {base}/{query_id}/{exchange_id}/{hh}-{tp}/{attempt}/{run}/data-{n}.xsf   data files of a run
 
@@ -47,6 +48,7 @@ __all__ = [
     "data_file_context",
     "data_file_name",
     "data_file_path",
+    "descriptor_path",
     "exchange_dir",
     "lease_path",
     "manifest_context",
@@ -62,6 +64,7 @@ __all__ = [
 ]
 
 LEASE_NAME = "_lease"
+DESCRIPTOR_NAME = "_exchange"
 MANIFEST_NAME = "_manifest"
 DATA_SUFFIX = ".xsf"
 
@@ -84,6 +87,11 @@ def exchange_dir(base: str, query_id: str, exchange_id: str) -> str:
 def lease_path(base: str, query_id: str, exchange_id: str) -> str:
     """``{base}/{query_id}/{exchange_id}/_lease``."""
     return join(exchange_dir(base, query_id, exchange_id), LEASE_NAME)
+
+
+def descriptor_path(base: str, query_id: str, exchange_id: str) -> str:
+    """``{base}/{query_id}/{exchange_id}/_exchange`` (in the first base directory)."""
+    return join(exchange_dir(base, query_id, exchange_id), DESCRIPTOR_NAME)
 
 
 def task_partition_prefix(query_id: str, exchange_id: str, task_partition_id: int) -> str:
@@ -196,7 +204,7 @@ class ExchangePath:
         exchange_id: The exchange.
         task_partition_id: The task partition (from ``{hh}-{tp}``).
         attempt_id: The attempt.
-        kind: ``query``, ``exchange``, ``lease``, ``task_partition``, ``attempt``,
+        kind: ``query``, ``exchange``, ``lease``, ``descriptor``, ``task_partition``, ``attempt``,
             ``manifest``, ``run``, ``data`` or ``other`` (an unknown name inside the layout).
         file_index: ``n`` of ``data-{n}.xsf``.
         run_id: The run (for ``run`` and ``data``).
@@ -235,6 +243,8 @@ def parse_exchange_path(base: str, path: str) -> ExchangePath | None:
         return ExchangePath(base, query, exchange, kind="exchange")
     if len(parts) == 3 and parts[2] == LEASE_NAME:
         return ExchangePath(base, query, exchange, kind="lease")
+    if len(parts) == 3 and parts[2] == DESCRIPTOR_NAME:
+        return ExchangePath(base, query, exchange, kind="descriptor")
     tp_parsed = parse_task_partition_dirname(parts[2])
     if tp_parsed is None:
         return ExchangePath(base, query, exchange)

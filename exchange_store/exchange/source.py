@@ -26,7 +26,9 @@ from exchange_store.errors import (
     ExchangeClosedError,
     IntegrityError,
     InvalidArgumentError,
+    LostInputError,
     StorageError,
+    StorageFileNotFoundError,
 )
 from exchange_store.exchange.formatting import format_options
 from exchange_store.exchange.handles import ExchangeSourceHandle, SourceFile
@@ -330,10 +332,10 @@ class ExchangeSource:
                 finally:
                     blocks.close()
         except BaseException as exc:
-            closed = self._closed_error(handle, exc)
+            error = self._closed_error(handle, exc) or _lost_input_error(handle, files, exc)
             with self._cond:
                 if self._error is None and not self._closed:
-                    self._error = closed if closed is not None else exc
+                    self._error = error if error is not None else exc
                 self._cond.notify_all()
         finally:
             with self._cond:
@@ -357,3 +359,33 @@ class ExchangeSource:
             self._buffered += size
             self._cond.notify_all()
             return True
+
+
+def _lost_input_error(
+    handle: ExchangeSourceHandle, files: tuple[SourceFile, ...], exc: BaseException
+) -> LostInputError | None:
+    """A failed read of committed data as a LostInputError naming its producers.
+
+    A changed, truncated or missing committed file cannot heal by reading again: the
+    producers' output is lost and a scheduler re-runs them (lineage).
+    """
+    if isinstance(exc, LostInputError) or not isinstance(
+        exc, IntegrityError | StorageFileNotFoundError
+    ):
+        return None
+    lost = tuple(
+        sorted(
+            {
+                (handle.query_id, handle.exchange_id, f.task_partition_id, f.attempt_id)
+                for f in files
+            }
+        )
+    )
+    producers = ", ".join(f"task partition {tp} attempt {a}" for _, _, tp, a in lost)
+    error = LostInputError(
+        f"committed data of exchange {handle.query_id}/{handle.exchange_id} is lost "
+        f"(written by {producers}): {exc}",
+        lost,
+    )
+    error.__cause__ = exc
+    return error

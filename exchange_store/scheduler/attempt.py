@@ -14,16 +14,23 @@ source handles feed the next stage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from exchange_store.errors import AttemptFailedError
+from exchange_store.errors import (
+    AttemptFailedError,
+    IntegrityError,
+    InvalidArgumentError,
+    StorageFileNotFoundError,
+)
 from exchange_store.scheduler.config import SchedulerConfig
 from exchange_store.scheduler.dedup import DeduplicationBuffer
 from exchange_store.scheduler.executors import Executor, RunningAttempt
+from exchange_store.scheduler.journal import QueryJournal
 from exchange_store.scheduler.model import Query, Stage, StorageSpec, TaskOutcome, TaskSpec
 from exchange_store.scheduler.records import AttemptRecord, QueryResult, SchedulerEvent
 from exchange_store.scheduler.retry import TaskTimeoutError, is_retryable
@@ -92,6 +99,9 @@ class QueryAttempt:
         sleep: Sleep function.
         emit: Receives progress events.
         poll_interval: Seconds between polls while attempts run.
+        journal: Where progress is recorded for a restarted coordinator, or None.
+        resume: Reopen the stages' exchanges left on storage by an earlier coordinator of
+            the same query (their finished tasks are not run again).
     """
 
     def __init__(
@@ -108,6 +118,8 @@ class QueryAttempt:
         sleep: Callable[[float], None],
         emit: Callable[[SchedulerEvent], None],
         poll_interval: float,
+        journal: QueryJournal | None = None,
+        resume: bool = False,
     ) -> None:
         self._query = query
         self._qa = query_attempt
@@ -129,6 +141,13 @@ class QueryAttempt:
         capacity = (
             manager.config.deduplication_buffer_size if manager is not None else _DEDUP_DEFAULT
         )
+        self._journal = journal
+        self._resume = resume
+        self.tasks_reused = 0
+        self.lineage_reruns = 0
+        if resume and manager is not None:
+            # The final stage's results lived in the dead coordinator: spilled ones go.
+            self._discard_exchange(f"result-q{query_attempt}")
         self._dedup = DeduplicationBuffer(
             manager, query.query_id, f"result-q{query_attempt}", self._final.task_count, capacity
         )
@@ -149,6 +168,8 @@ class QueryAttempt:
                 progressed |= self._start_ready_stages()
                 progressed |= self._launch_pending()
                 progressed |= self._speculate()
+                if self._journal is not None:
+                    self._journal.flush()
                 if not progressed:
                     self._sleep(self._idle_wait())
             rows = list(self._dedup.results())
@@ -161,6 +182,9 @@ class QueryAttempt:
                 bytes_stored=sum(s.stored for s in self._stages),
                 result_bytes=sum(len(r) for r in rows),
                 stage_bytes={s.stage.stage_id: (s.bytes_spooled, s.stored) for s in self._stages},
+                resumed=self._resume and self.tasks_reused > 0,
+                tasks_reused=self.tasks_reused,
+                lineage_reruns=self.lineage_reruns,
             )
         finally:
             self._cleanup()
@@ -254,19 +278,77 @@ class QueryAttempt:
             if run.started or not all(self._by_id[n].finished for n in run.stage.inputs):
                 continue
             stage = run.stage
-            if stage is not self._final:
+            self._emit("stage-started", stage.stage_id)
+            run.started = True
+            progressed = True
+            if stage is self._final:
+                continue
+            exchange_id = f"{stage.stage_id}-q{self._qa}"
+            context = ExchangeContext(self._query.query_id, exchange_id)
+            run.exchange = self._open_exchange(context, stage) if self._resume else None
+            if run.exchange is None:
                 run.exchange = self._manager.create_exchange(
-                    ExchangeContext(self._query.query_id, f"{stage.stage_id}-q{self._qa}"),
+                    context,
                     output_partition_count=stage.output_partitions,
                     preserve_order=stage.preserve_order,
                 )
-                for task in run.tasks:
-                    task.sink_handle = run.exchange.add_sink(task.task_id)
-                run.exchange.no_more_sinks()
-            run.started = True
-            progressed = True
-            self._emit("stage-started", stage.stage_id)
+            if self._journal is not None:
+                self._journal.stage_started(stage.stage_id, exchange_id)
+            for task in run.tasks:
+                task.sink_handle = run.exchange.add_sink(task.task_id)
+            run.exchange.no_more_sinks()
+            self._reuse_finished(run)
         return progressed
+
+    def _open_exchange(self, context: Any, stage: Stage) -> Any:
+        """The stage's exchange left by an earlier coordinator, or None to create it anew."""
+        try:
+            exchange = self._manager.open_exchange(
+                context,
+                output_partition_count=stage.output_partitions,
+                preserve_order=stage.preserve_order,
+            )
+        except InvalidArgumentError:  # none on storage (or not ours to take): a new one
+            self._discard_exchange(context.exchange_id)
+            return None
+        except IntegrityError as exc:
+            _log.warning("exchange %s cannot be reopened, its stage runs again: %s", context, exc)
+            self._discard_exchange(context.exchange_id)
+            return None
+        if (exchange.output_partition_count, exchange.preserve_order) != (
+            stage.output_partitions,
+            stage.preserve_order,
+        ):
+            _log.warning("exchange %s has another shape than stage %s", context, stage.stage_id)
+            exchange.close()
+            return None
+        return exchange
+
+    def _discard_exchange(self, exchange_id: str) -> None:
+        """Delete what an earlier coordinator left of one exchange of this query."""
+        from exchange_store.exchange.paths import exchange_dir
+
+        client = self._manager.client
+        for base in self._manager.base_directories:
+            with contextlib.suppress(StorageFileNotFoundError):
+                client.delete_recursive(exchange_dir(base, self._query.query_id, exchange_id))
+
+    def _reuse_finished(self, run: _StageRun) -> None:
+        """Mark the tasks whose committed output a reopened exchange holds as finished."""
+        used = run.exchange.attempts_used()
+        selected = run.exchange.selected_attempts()
+        for task in run.tasks:
+            task.next_attempt = max(task.next_attempt, used.get(task.task_id, -1) + 1)
+            attempt = selected.get(task.task_id)
+            if attempt is None:
+                continue
+            task.finished = True
+            self.tasks_reused += 1
+            if self._journal is not None:
+                self._journal.task_finished(run.stage.stage_id, task.task_id, attempt)
+            self._emit("task-reused", run.stage.stage_id, task.task_id, attempt)
+        if all(t.finished for t in run.tasks):
+            self._stage_done(run)
 
     def _launch(self, run: _StageRun, task: _Task, *, speculative: bool) -> None:
         stage = run.stage
@@ -309,11 +391,15 @@ class QueryAttempt:
             "speculative" if speculative else "",
         )
 
+    def _inputs_ready(self, run: _StageRun) -> bool:
+        """Whether every input stage is finished (again, after lost output was re-run)."""
+        return all(self._by_id[n].finished for n in run.stage.inputs)
+
     def _launch_pending(self) -> bool:
         free = self._executor.slots - self._running_count()
         progressed = False
         for run in self._stages:
-            if not run.started or run.finished:
+            if not run.started or run.finished or not self._inputs_ready(run):
                 continue
             for task in run.tasks:
                 if free <= 0:
@@ -335,7 +421,12 @@ class QueryAttempt:
         now = self._clock()
         progressed = False
         for run in self._stages:
-            if not run.started or run.finished or run.done_fraction() < 0.5:
+            if (
+                not run.started
+                or run.finished
+                or run.done_fraction() < 0.5
+                or not self._inputs_ready(run)
+            ):
                 continue
             for task in run.tasks:
                 if free <= 0:
@@ -384,9 +475,60 @@ class QueryAttempt:
                             attempt_id,
                             str(error),
                         )
-                        if not task.finished:
-                            self._fail(task, error)
+                        if task.finished:
+                            continue
+                        if self._recover_lost(run, task, error):
+                            continue
+                        self._fail(task, error)
         return progressed
+
+    def _recover_lost(self, run: _StageRun, task: _Task, error: BaseException) -> bool:
+        """Lineage: re-run the producers of the lost input ``error`` names, then ``task``.
+
+        Returns:
+            False when ``error`` names no lost output of this query attempt's exchanges (the
+            failure is then handled as any other).
+
+        Raises:
+            AttemptFailedError: retries ran out (of the reader or of a producer), or the
+                policy is not TASK.
+        """
+        lost = getattr(error, "lost", ())
+        by_exchange = {
+            r.exchange.context.exchange_id: r for r in self._stages if r.exchange is not None
+        }
+        mine = [
+            (by_exchange[e], tp, a)
+            for q, e, tp, a in lost
+            if q == self._query.query_id and e in by_exchange and tp < len(by_exchange[e].tasks)
+        ]
+        if not mine:
+            return False
+        stage_id = run.stage.stage_id
+        if self._policy.kind != "TASK":
+            raise AttemptFailedError(stage_id, task.task_id, task.runs, error)
+        for upstream, tp, attempt in mine:
+            producer = upstream.tasks[tp]
+            if not upstream.exchange.sink_lost(producer.sink_handle, attempt):
+                continue  # already re-run for an earlier reader
+            if producer.runs >= self._policy.max_task_runs:
+                raise AttemptFailedError(upstream.stage.stage_id, tp, producer.runs, error)
+            producer.finished = False
+            producer.failures += 1
+            producer.not_before = self._clock()
+            upstream.finished = False
+            upstream.handles = []
+            self.lineage_reruns += 1
+            if self._journal is not None:
+                self._journal.task_lost(upstream.stage.stage_id, tp)
+                self._journal.flush(force=True)
+            self._emit("task-lost", upstream.stage.stage_id, tp, attempt, str(error))
+        task.failures += 1
+        if not task.running and task.runs >= self._policy.max_task_runs:
+            raise AttemptFailedError(stage_id, task.task_id, task.runs, error)
+        task.next_delay = 0.0
+        task.not_before = self._clock()
+        return True
 
     def _check_timeouts(self) -> bool:
         timeout = self._config.task_timeout
@@ -431,11 +573,15 @@ class QueryAttempt:
     def _succeed(self, run: _StageRun, task: _Task, attempt_id: int, outcome: TaskOutcome) -> None:
         """Report the first finished attempt of ``task``; kill its other attempts."""
         task.finished = True
+        if outcome.reused:
+            self.tasks_reused += 1
         if run.stage is self._final:
             self._dedup.add(task.task_id, outcome.results)
         else:
             run.exchange.sink_finished(task.sink_handle, attempt_id, outcome.receipt)
             run.bytes_spooled += outcome.bytes_written
+            if self._journal is not None:
+                self._journal.task_finished(run.stage.stage_id, task.task_id, attempt_id)
         for other_id, other in list(task.running.items()):
             other.handle.kill()
             self._wait_dead(other)
@@ -443,8 +589,13 @@ class QueryAttempt:
             self._record(task, other_id, other, "killed")
             self._emit("attempt-killed", run.stage.stage_id, task.task_id, other_id)
         if all(t.finished for t in run.tasks):
-            if run.exchange is not None:
-                run.exchange.all_required_sinks_finished()
-                run.handles = list(run.exchange.get_source_handles())
-            run.finished = True
-            self._emit("stage-finished", run.stage.stage_id)
+            self._stage_done(run)
+
+    def _stage_done(self, run: _StageRun) -> None:
+        if run.exchange is not None:
+            run.exchange.all_required_sinks_finished()
+            run.handles = list(run.exchange.get_source_handles())
+        run.finished = True
+        if self._journal is not None:
+            self._journal.flush(force=True)
+        self._emit("stage-finished", run.stage.stage_id)

@@ -13,7 +13,9 @@ class SchedulerEvent:
 
     Attributes:
         kind: ``query-attempt``, ``stage-started``, ``attempt-started``,
-            ``attempt-finished``, ``attempt-failed``, ``attempt-killed``, ``stage-finished``.
+            ``attempt-finished``, ``attempt-failed``, ``attempt-killed``, ``stage-finished``,
+            ``task-reused`` (a resumed query found the task's committed output),
+            ``task-lost`` (a finished task's output was found lost; it runs again).
         query_attempt: The run of the query.
         stage_id: The stage, when the event is about one.
         task_id: The task, when about one.
@@ -73,6 +75,11 @@ class QueryResult:
         bytes_stored: Bytes those exchanges held on storage.
         result_bytes: Bytes of result records.
         wall_time: Seconds for the whole run.
+        stage_bytes: Stage id to (bytes spooled, bytes stored).
+        resumed: Whether the run went on from what an earlier coordinator of the same query
+            id left on storage (its journal, or committed exchanges).
+        tasks_reused: Tasks not run because their committed output was found on storage.
+        lineage_reruns: Finished tasks run again because a reader found their output lost.
     """
 
     query_id: str
@@ -84,6 +91,9 @@ class QueryResult:
     result_bytes: int = 0
     wall_time: float = 0.0
     stage_bytes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    resumed: bool = False
+    tasks_reused: int = 0
+    lineage_reruns: int = 0
 
     def runs(self, stage_id: str | None = None, task_id: int | None = None) -> int:
         """Attempts started, optionally of one stage or task."""

@@ -30,6 +30,7 @@ from exchange_store.scheduler.attempt import AttemptFailedError, QueryAttempt
 from exchange_store.scheduler.config import SchedulerConfig
 from exchange_store.scheduler.dedup import EXCHANGE_MANAGER_REQUIRED
 from exchange_store.scheduler.executors import Executor, create_executor
+from exchange_store.scheduler.journal import QueryJournal
 from exchange_store.scheduler.model import Query, StorageSpec, snapshot_job_id
 from exchange_store.scheduler.records import AttemptRecord, QueryResult, SchedulerEvent
 from exchange_store.scheduler.retry import QueryFailedError, RetryPolicy, is_retryable
@@ -143,25 +144,64 @@ class QueryRunner:
         started = self._clock()
         attempts: list[AttemptRecord] = []
         failure: AttemptFailedError | None = None
-        for query_attempt in range(policy.max_query_runs):
-            if query_attempt > 0:
-                delay = policy.delay(query_attempt - 1)
-                self._emit(
-                    SchedulerEvent("query-attempt", query_attempt, detail=f"after {delay:g}s")
+        journal = self._journal(query, manager)
+        earlier = journal.load() if journal is not None else None
+        first = earlier.query_attempt if earlier is not None else 0
+        if journal is not None and earlier is not None:
+            self._emit(
+                SchedulerEvent(
+                    "query-resumed",
+                    first,
+                    detail=f"{earlier.tasks_finished} tasks finished before ({journal.path})",
                 )
-                self._sleep(delay)
-            try:
-                result = self._run_attempt(query, query_attempt, manager, attempts)
-            except AttemptFailedError as exc:
-                failure = exc
-                if not is_retryable(exc.cause):
-                    break
-                continue
-            result.query_attempts = query_attempt + 1
-            result.wall_time = self._clock() - started
-            return result
+            )
+        try:
+            if journal is not None:
+                journal.start(first)
+            for query_attempt in range(first, max(first + 1, policy.max_query_runs)):
+                if query_attempt > first:
+                    delay = policy.delay(query_attempt - 1)
+                    self._emit(
+                        SchedulerEvent("query-attempt", query_attempt, detail=f"after {delay:g}s")
+                    )
+                    self._sleep(delay)
+                    if journal is not None:
+                        journal.new_query_attempt(query_attempt)
+                try:
+                    result = self._run_attempt(
+                        query,
+                        query_attempt,
+                        manager,
+                        attempts,
+                        journal,
+                        resume=query_attempt == first and manager is not None,
+                    )
+                except AttemptFailedError as exc:
+                    failure = exc
+                    if not is_retryable(exc.cause):
+                        break
+                    continue
+                result.query_attempts = query_attempt + 1
+                result.wall_time = self._clock() - started
+                result.resumed = result.resumed or earlier is not None
+                return result
+        finally:
+            if journal is not None:
+                journal.close()
         assert failure is not None
         raise self._final_error(query, failure, attempts)
+
+    def _journal(self, query: Query, manager: Any) -> QueryJournal | None:
+        """The query's journal, when a restarted coordinator could read it back."""
+        if manager is None or len(query.stages) < 2 or not manager.can_reopen:
+            return None
+        return QueryJournal(
+            manager.client,
+            manager.base_directories[0],
+            query,
+            manager.durable_query_key(query.query_id),
+            lease_ttl=manager.config.lease_ttl,
+        )
 
     def _final_error(
         self, query: Query, failure: AttemptFailedError, attempts: list[AttemptRecord]
@@ -201,7 +241,14 @@ class QueryRunner:
     # ------------------------------------------------------------------ one query attempt
 
     def _run_attempt(
-        self, query: Query, query_attempt: int, manager: Any, records: list[AttemptRecord]
+        self,
+        query: Query,
+        query_attempt: int,
+        manager: Any,
+        records: list[AttemptRecord],
+        journal: QueryJournal | None,
+        *,
+        resume: bool,
     ) -> QueryResult:
         attempt = QueryAttempt(
             query,
@@ -215,6 +262,8 @@ class QueryRunner:
             sleep=self._sleep,
             emit=self._emit,
             poll_interval=self._poll,
+            journal=journal,
+            resume=resume,
         )
         try:
             return attempt.run()

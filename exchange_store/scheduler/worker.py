@@ -11,6 +11,7 @@ exception still exists.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import sys
@@ -20,6 +21,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from exchange_store.errors import IntegrityError, LostInputError
 from exchange_store.scheduler.model import (
     CancelFlag,
     ResultSink,
@@ -44,6 +46,7 @@ __all__ = [
     "to_remote_error",
 ]
 
+_log = logging.getLogger(__name__)
 _STATE_TASK = "state"
 _lock = threading.Lock()
 _managers: dict[bytes, Any] = {}
@@ -144,11 +147,27 @@ class SnapshotTaskState:
         pending.complete()
 
     def restore(self) -> bytes | None:
-        """The newest completed save, or None."""
-        snapshot = self._store.latest(self._job_id)
-        if snapshot is None:
+        """The newest completed save that reads back intact, or None.
+
+        A damaged save is logged and skipped for the one before it (the task then redoes a
+        little more work); with none intact the task starts from the beginning.
+        """
+        try:
+            snapshots = self._store.list_snapshots(self._job_id)
+        except IntegrityError as exc:
+            _log.warning("task state %s unreadable, starting afresh: %s", self._job_id, exc)
             return None
-        return b"".join(self._store.read_task_state(snapshot, _STATE_TASK))
+        for snapshot in reversed(snapshots):
+            try:
+                return b"".join(self._store.read_task_state(snapshot, _STATE_TASK))
+            except IntegrityError as exc:
+                _log.warning(
+                    "task state %s snapshot %s damaged, trying an older one: %s",
+                    self._job_id,
+                    snapshot.snapshot_id,
+                    exc,
+                )
+        return None
 
 
 class CountingSink:
@@ -179,7 +198,8 @@ def to_remote_error(exc: BaseException) -> RemoteTaskError:
         cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
     )
     text = "".join(traceback.format_exception(exc))
-    remote = RemoteTaskError(name, str(exc), is_retryable(exc), text)
+    lost = exc.lost if isinstance(exc, LostInputError) else ()
+    remote = RemoteTaskError(name, str(exc), is_retryable(exc), text, lost)
     remote.__cause__ = exc
     return remote
 

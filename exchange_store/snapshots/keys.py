@@ -9,13 +9,12 @@ same for every coordinator and worker that reads or writes the store. It is 32 r
 
 from __future__ import annotations
 
-import binascii
 import os
-import secrets
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from exchange_store.crypto import keyfile
+from exchange_store.crypto.keyfile import KEY_SIZE, generate_key_file
 from exchange_store.errors import ConfigurationError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -33,9 +32,9 @@ __all__ = [
     "resolve_key",
 ]
 
-KEY_SIZE = 32
 KEY_ENV_VAR = "EXCHANGE_STORE_SNAPSHOT_KEY"
 KEY_FILE_KEY = "snapshot.encryption-key-file"
+_WHAT = "snapshot encryption key"
 
 
 def parse_key(data: bytes, source: str) -> bytes:
@@ -44,19 +43,7 @@ def parse_key(data: bytes, source: str) -> bytes:
     Raises:
         ConfigurationError: anything else; names ``source``.
     """
-    text = data.strip()
-    if len(text) == 2 * KEY_SIZE:
-        try:
-            return binascii.unhexlify(text)
-        except (binascii.Error, ValueError):
-            pass
-    if len(data) == KEY_SIZE:
-        return bytes(data)
-    raise ConfigurationError(
-        f"{source}: not a snapshot encryption key: expected {2 * KEY_SIZE} hex characters or "
-        f"{KEY_SIZE} raw bytes, found {len(data)} bytes "
-        "(create one with: exchange-store keygen PATH)"
-    )
+    return keyfile.parse_key(data, source, _WHAT)
 
 
 def load_key_file(path: str | os.PathLike[str]) -> bytes:
@@ -65,19 +52,7 @@ def load_key_file(path: str | os.PathLike[str]) -> bytes:
     Raises:
         ConfigurationError: the file is missing, unreadable or not a key; names the file.
     """
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"{p}: snapshot encryption key file not found ({KEY_FILE_KEY}); "
-            f"create it with: exchange-store keygen {p}"
-        ) from None
-    except OSError as exc:
-        raise ConfigurationError(
-            f"{p}: cannot read the snapshot encryption key file ({KEY_FILE_KEY}): {exc}"
-        ) from None
-    return parse_key(data, f"{p} ({KEY_FILE_KEY})")
+    return keyfile.load_key_file(path, KEY_FILE_KEY, _WHAT)
 
 
 def key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
@@ -86,55 +61,7 @@ def key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
     Raises:
         ConfigurationError: the variable is set but is not 64 hex characters.
     """
-    env = os.environ if environ is None else environ
-    value = env.get(KEY_ENV_VAR, "").strip()
-    if not value:
-        return None
-    try:
-        key = binascii.unhexlify(value)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != KEY_SIZE:
-        raise ConfigurationError(
-            f"environment variable {KEY_ENV_VAR}: expected {2 * KEY_SIZE} hex characters "
-            f"(a {KEY_SIZE}-byte key), found {len(value)} characters"
-        )
-    return key
-
-
-def generate_key_file(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` holding a new random key as 64 hex characters, mode 0600.
-
-    Parent directories are created. An existing file is never overwritten: losing the key
-    makes every snapshot written with it unreadable.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ConfigurationError: ``path`` already exists, or cannot be created; names it.
-    """
-    p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigurationError(
-            f"{p}: refusing to overwrite an existing key file (snapshots written with it "
-            "would become unreadable); remove it first if you really mean to"
-        ) from None
-    except OSError as exc:
-        raise ConfigurationError(f"{p}: cannot create the key file: {exc}") from None
-    try:
-        os.fchmod(fd, 0o600)  # the umask may have narrowed it; make it exactly 0600
-        os.write(fd, secrets.token_hex(KEY_SIZE).encode() + b"\n")
-        os.fsync(fd)
-    except OSError as exc:
-        os.close(fd)
-        p.unlink(missing_ok=True)
-        raise ConfigurationError(f"{p}: cannot write the key file: {exc}") from None
-    os.close(fd)
-    return p
+    return keyfile.key_from_env(KEY_ENV_VAR, environ)
 
 
 def no_key_message(config: SnapshotStoreConfig) -> str:

@@ -29,7 +29,10 @@ def _one_attempt(manager: xs.ExchangeManager, query: str):
 
 
 def _files(tmp_path) -> list[str]:
-    return sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.name != "_lease")
+    exchange_level = {"_lease", "_exchange"}
+    return sorted(
+        p.name for p in tmp_path.rglob("*") if p.is_file() and p.name not in exchange_level
+    )
 
 
 def _read(manager: xs.ExchangeManager, exchange: xs.Exchange) -> list[bytes]:

@@ -471,7 +471,7 @@ def test_layout_parse_round_trip(local_backend):
         parsed = parse_exchange_path(base, path)
         assert parsed is not None and parsed.query_id == "q13" and parsed.exchange_id == "e"
         kinds[parsed.kind] = parsed
-    assert set(kinds) == {"lease", "manifest", "data"}
+    assert set(kinds) == {"lease", "descriptor", "manifest", "data"}
     assert kinds["data"].task_partition_id == 4 and kinds["data"].attempt_id == 3
     assert kinds["data"].file_index == 0
     exchange.close()

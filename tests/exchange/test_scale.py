@@ -34,9 +34,9 @@ def test_ten_thousand_partitions_bounded_buffers_one_file(backend):
     assert 0 < peak <= limit + (256 << 10)
     manifest = sink.manifest
     assert manifest is not None and len(manifest.files) == 1
-    assert len(backend.files(manager)) == 1 + 1 + len(
+    assert len(backend.files(manager)) == 1 + 1 + 1 + len(
         manager.base_directories
-    )  # data, manifest, leases
+    )  # data, manifest, the exchange's record, leases
     exchange.sink_finished(sink_handle, 0)
     exchange.all_required_sinks_finished()
     handles = exchange.get_source_handles()

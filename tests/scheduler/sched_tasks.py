@@ -137,3 +137,22 @@ def config(kind: str = "TASK", executor: str = "threads", **changes: object) -> 
         scale_factor=2.0,
     )
     return SchedulerConfig(retry=retry, executor_type=executor, workers=2).replace(**changes)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A long task: ``steps`` steps of ``pause`` seconds, saving its progress after each.
+
+    Writes ``start=<step it began at>`` so a test sees where a resumed attempt started.
+    """
+
+    steps: int = 20
+    pause: float = 0.1
+
+    def __call__(self, ctx) -> None:
+        saved = ctx.restore_state()
+        start = int(saved) if saved else 0
+        for step in range(start, self.steps):
+            time.sleep(self.pause)
+            ctx.save_state(str(step + 1).encode())
+        ctx.sink.add(0, b"start=%d" % start)
