@@ -3,8 +3,9 @@
 :func:`run_exchange_bench` writes ``size_mb`` of lineitem-like records through an exchange
 (``tasks`` task partitions, ``partitions`` output partitions, one attempt each, committed) and
 reads them back through sources, and writes and reads the same bytes with plain file I/O (one
-fsynced file per task, read back in 1 MiB chunks) in the same base directory, in alternating
-rounds (best of ``repeat``), reads warm and (as root) cold. It returns one
+file per task, fsynced as the exchange fsyncs, read back in 1 MiB chunks) in the same base
+directory, in alternating rounds (best of ``repeat``), reads warm and (as root) cold. It returns
+one
 dict of figures per configuration; :func:`run_memory_bench` measures a sink's peak memory at
 several partition counts. ``bench/bench_exchange.py`` and the ``exchange-store bench`` CLI
 call these.
@@ -68,12 +69,17 @@ def _consume(source: Any) -> int:
 
 
 def _plain_round(
-    directory: str, data: Sequence[Sequence[tuple[int, bytes]]], cold: bool, times: BestTimes
+    directory: str,
+    data: Sequence[Sequence[tuple[int, bytes]]],
+    cold: bool,
+    times: BestTimes,
+    fsync: bool,
 ) -> int:
-    """The baseline: what a user would do to spool the same bytes durably.
+    """The baseline: what a user would do to spool the same bytes.
 
-    One fsynced file per task, written record by record, then read back in 1 MiB chunks
-    (warm, then cold).
+    One file per task, written record by record (fsynced when the exchange fsyncs its data
+    files, ``exchange.sink-fsync-data-files``), then read back in 1 MiB chunks (warm, then
+    cold).
     """
     os.makedirs(directory, exist_ok=True)
     os.sync()
@@ -85,7 +91,8 @@ def _plain_round(
                 f.write(record)
                 raw += len(record)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
     write_s = time.perf_counter() - start
     times.add("write", write_s)
 
@@ -192,7 +199,7 @@ def run_exchange_bench(
         size_mb: Raw record bytes moved per configuration.
         partitions: Output partitions.
         tasks: Task partitions (one committed attempt each, run one after another; the
-            baseline writes one fsynced file per task).
+            baseline writes one file per task, fsynced when the exchange fsyncs).
         record_size: Bytes per record (a Trino page is about 1 MiB; 16 KiB is a worst case).
         configs: (codec, encryption) pairs to measure.
         base_dir: Local base directory (a temporary one when None; removed afterwards).
@@ -223,6 +230,7 @@ def run_exchange_bench(
                 **(extra_properties or {}),
             }
             manager = ExchangeManager.from_properties(props)
+            fsync = manager.config.sink_fsync_data_files
             plain, xs = BestTimes(), BestTimes()
             info: dict[str, Any] = {}
             try:
@@ -230,11 +238,11 @@ def run_exchange_bench(
                     xs_id = f"{codec}-{int(encrypted)}-{r}"
                     plain_dir = os.path.join(root, f"plain-{r}")
                     if r % 2 == 0:
-                        _plain_round(plain_dir, data, cold, plain)
+                        _plain_round(plain_dir, data, cold, plain, fsync)
                         info = _exchange_round(manager, xs_id, partitions, data, cold, xs)
                     else:
                         info = _exchange_round(manager, xs_id, partitions, data, cold, xs)
-                        _plain_round(plain_dir, data, cold, plain)
+                        _plain_round(plain_dir, data, cold, plain, fsync)
             finally:
                 manager.close()
             raw = info["raw"]

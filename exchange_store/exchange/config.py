@@ -103,6 +103,16 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             "with their coordinator.",
         ),
         Key(
+            "exchange.sink-fsync-data-files",
+            "bool",
+            False,
+            doc="fsync every data file (and its directory) before the attempt commits. Off by "
+            "default, as in Trino and Spark, which never fsync spool data: a killed process "
+            "loses nothing either way; after a machine crash a lost or torn page fails its "
+            "checksum and the producing task runs again (lineage). The commit itself (the "
+            "manifest's exclusive create) is always durable.",
+        ),
+        Key(
             "exchange.sink-max-file-size",
             "size",
             1 << 30,
@@ -254,6 +264,7 @@ class ExchangeManagerConfig:
         compression_level: ZSTD level, or None for the codec's default.
         encryption_enabled: Whether spooled data is encrypted.
         encryption_key_file: Absolute path of the master key file, or None.
+        sink_fsync_data_files: Whether data files are fsynced before the commit.
         sink_max_file_size: Rotation size of data files.
         max_page_storage_size: Largest record.
         source_handle_target_data_size: Where source handles are cut.
@@ -280,6 +291,7 @@ class ExchangeManagerConfig:
     compression_level: int | None = None
     encryption_enabled: bool = True
     encryption_key_file: str | None = None
+    sink_fsync_data_files: bool = False
     sink_max_file_size: int = 1 << 30
     max_page_storage_size: int = 16 * _MB
     source_handle_target_data_size: int = 256 * _MB
@@ -360,6 +372,7 @@ class ExchangeManagerConfig:
             compression_level=level,
             encryption_enabled=parsed["exchange.encryption-enabled"],
             encryption_key_file=os.path.abspath(key_file) if key_file else None,
+            sink_fsync_data_files=parsed["exchange.sink-fsync-data-files"],
             sink_max_file_size=parsed["exchange.sink-max-file-size"],
             max_page_storage_size=parsed["exchange.max-page-storage-size"],
             source_handle_target_data_size=parsed["exchange.source-handle-target-data-size"],

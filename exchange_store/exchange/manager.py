@@ -213,20 +213,7 @@ class ExchangeManager:
                 f"Max number of output partitions exceeded for exchange {context}. "
                 f"Allowed: {limit}. Requested: {count}."
             )
-        key = self._acquire_key(context)
-        try:
-            return Exchange(
-                self._client,
-                self._config,
-                context,
-                count,
-                preserve_order,
-                key,
-                on_close=self._exchange_closed,
-            )
-        except BaseException:
-            self._release_key(context)
-            raise
+        return self._exchange(context, count, preserve_order, reopen=False, shape_known=True)
 
     def open_exchange(
         self,
@@ -261,18 +248,35 @@ class ExchangeManager:
             raise ExchangeStateError(
                 f"open_exchange({context}) on a closed ExchangeManager ({self._config.source})"
             )
+        return self._exchange(
+            context,
+            output_partition_count or 1,
+            preserve_order,
+            reopen=True,
+            shape_known=output_partition_count is not None,
+        )
+
+    def _exchange(
+        self,
+        context: ExchangeContext,
+        count: int,
+        preserve_order: bool,
+        *,
+        reopen: bool,
+        shape_known: bool,
+    ) -> Exchange:
         key = self._acquire_key(context)
         try:
             return Exchange(
                 self._client,
                 self._config,
                 context,
-                output_partition_count or 1,
+                count,
                 preserve_order,
                 key,
                 on_close=self._exchange_closed,
-                reopen=True,
-                shape_known=output_partition_count is not None,
+                reopen=reopen,
+                shape_known=shape_known,
             )
         except BaseException:
             self._release_key(context)
@@ -355,6 +359,7 @@ class ExchangeManager:
             instance,
             max_buffer_size=self._config.sink_max_buffer_size,
             writer_threads=self._config.writer_threads,
+            fsync=self._config.sink_fsync_data_files,
         )
 
     def _check_instance(self, instance: ExchangeSinkInstanceHandle) -> None:

@@ -83,6 +83,7 @@ def plan_source_handles(
             target=cfg.merge_target_size,
             threads=cfg.source_concurrent_readers,
             generation=generation,
+            sync=cfg.sink_fsync_data_files,
         )
     return cut_source_handles(per_partition, cfg, context, key, preserve_order)
 
@@ -144,6 +145,7 @@ def merge_small_pieces(
     target: int,
     threads: int,
     generation: int = 0,
+    sync: bool = True,
 ) -> Pieces:
     """Copy every partition's pieces into merged files; the pieces that now point there.
 
@@ -155,6 +157,7 @@ def merge_small_pieces(
         target: About how many bytes one merged file holds.
         threads: Groups merged at once.
         generation: The plan's number; a later plan writes other file names.
+        sync: fsync the merged files (``exchange.sink-fsync-data-files``).
 
     Raises:
         IntegrityError: a committed file is shorter than its manifest says.
@@ -174,9 +177,8 @@ def merge_small_pieces(
 
     def merge(n: int) -> Pieces:
         directory = join(directories[n % len(directories)], MERGED_DIR)
-        return _merge_group(
-            client, groups[n], per_partition, join(directory, f"{prefix}{n:06d}.xsb")
-        )
+        path = join(directory, f"{prefix}{n:06d}.xsb")
+        return _merge_group(client, groups[n], per_partition, path, sync)
 
     out: Pieces = {}
     with ThreadPoolExecutor(max(1, min(threads, len(groups)))) as pool:
@@ -199,7 +201,7 @@ def _spans(blocks: list[BlockRef]) -> list[tuple[int, int, list[BlockRef]]]:
 
 
 def _merge_group(
-    client: FileSystemClient, partitions: list[int], per_partition: Pieces, path: str
+    client: FileSystemClient, partitions: list[int], per_partition: Pieces, path: str, sync: bool
 ) -> Pieces:
     wanted: dict[str, list[BlockRef]] = {}
     for p in partitions:
@@ -217,7 +219,7 @@ def _merge_group(
             for b in group:
                 stored[source, b.offset] = data[b.offset - start : b.end - start]
     out: Pieces = {}
-    stream = client.create(path)
+    stream = client.create(path, sync=sync)
     try:
         offset = 0
         for p in partitions:

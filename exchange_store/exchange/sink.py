@@ -102,6 +102,8 @@ class ExchangeSink:
         instance: The attempt's handle from ``Exchange.instantiate_sink``.
         max_buffer_size: ``exchange.sink-max-buffer-size``.
         writer_threads: Encoding threads (``exchange.writer-threads``).
+        fsync: Flush data files to stable storage before the commit
+            (``exchange.sink-fsync-data-files``); the manifest is always made durable.
     """
 
     def __init__(
@@ -111,9 +113,11 @@ class ExchangeSink:
         *,
         max_buffer_size: int = 64 << 20,
         writer_threads: int = 2,
+        fsync: bool = False,
     ) -> None:
         raise_malloc_thresholds()
         self._client = client
+        self._fsync = fsync
         self._instance = instance
         self._run_id = new_run_id()
         self._run_directory = run_dir(instance.attempt_directory, self._run_id)
@@ -468,7 +472,7 @@ class ExchangeSink:
             self._run_id,
             self._file_index,
         )
-        stream = self._client.create(path)
+        stream = self._client.create(path, sync=self._fsync)
         self._stream = stream
         self._writer = RecordFileWriter(stream, self._options, context)
         return self._writer

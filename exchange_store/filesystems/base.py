@@ -186,8 +186,12 @@ class FileSystemClient(ABC):
         """Convert a native backend path back into the URI form of the roots."""
 
     @abstractmethod
-    def _open_write(self, native: str) -> OutputStream:
-        """Open a streaming write; the file appears at ``native`` only on ``close()``."""
+    def _open_write(self, native: str, sync: bool = True) -> OutputStream:
+        """Open a streaming write; the file appears at ``native`` only on ``close()``.
+
+        ``sync=False`` lets a client skip flushing to stable storage (local: no fsync); the file
+        still appears whole or not at all.
+        """
 
     @abstractmethod
     def _write_exclusive(self, native: str, data: bytes) -> None:
@@ -245,15 +249,17 @@ class FileSystemClient(ABC):
 
     # ------------------------------------------------------------------ public API
 
-    def create(self, path: str) -> _CheckedStream:
+    def create(self, path: str, *, sync: bool = True) -> _CheckedStream:
         """Open ``path`` for a streaming write.
 
         Atomicity: nothing is visible at ``path`` until the stream's ``close()`` returns (local:
         a ``.partial`` file renamed on close; S3: a multipart upload completed on close; HDFS: a
-        temporary file renamed). ``abort()`` leaves nothing behind.
+        temporary file renamed). ``abort()`` leaves nothing behind. With ``sync=False`` the
+        local client does not fsync the file and its directory at ``close()``: the file
+        survives a killed process, not a machine crash (object stores are durable either way).
         """
         native = self._native(self.check_path(path))
-        inner = self._retry("create", path, lambda: self._open_write(native))
+        inner = self._retry("create", path, lambda: self._open_write(native, sync))
         return _CheckedStream(self, path, inner)
 
     def write_exclusive(self, path: str, data: bytes) -> None:

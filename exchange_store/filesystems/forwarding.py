@@ -71,8 +71,8 @@ class ForwardingFileSystemClient(FileSystemClient):
     def _uri(self, native: str) -> str:
         return self.inner._uri(native)
 
-    def _open_write(self, native: str) -> OutputStream:
-        stream = self._forward("open_write", native, lambda: self.inner._open_write(native))
+    def _open_write(self, native: str, sync: bool = True) -> OutputStream:
+        stream = self._forward("open_write", native, lambda: self.inner._open_write(native, sync))
         return self._wrap_stream(native, stream)
 
     def _write_exclusive(self, native: str, data: bytes) -> None:

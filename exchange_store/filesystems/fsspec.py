@@ -126,7 +126,7 @@ class FsspecFileSystemClient(FileSystemClient):
 
     # ------------------------------------------------------------------ primitives
 
-    def _open_write(self, native: str) -> OutputStream:
+    def _open_write(self, native: str, sync: bool = True) -> OutputStream:
         return MoveOnCloseStream(
             native, lambda t: self.fs.open(t, "wb"), self.fs.mv, self.fs.rm_file
         )

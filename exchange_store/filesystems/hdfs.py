@@ -227,7 +227,7 @@ class HdfsFileSystemClient(FileSystemClient):
         pafs = _pafs()
         return self.fs.get_file_info(native), pafs.FileType
 
-    def _open_write(self, native: str) -> OutputStream:
+    def _open_write(self, native: str, sync: bool = True) -> OutputStream:
         self.fs.create_dir(native.rsplit("/", 1)[0] or "/", recursive=True)
         return MoveOnCloseStream(
             native, lambda t: self.fs.open_output_stream(t), self.fs.move, self.fs.delete_file

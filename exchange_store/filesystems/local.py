@@ -5,7 +5,9 @@ Roots are absolute or relative paths (``/var/spool/x``) or ``file://`` URIs
 
 Atomicity:
     * ``create``: the bytes go to ``<path>.<uuid>.partial`` in the same directory; ``close()``
-      fsyncs the file, moves it into place with ``os.replace`` and fsyncs the directory.
+      fsyncs the file, moves it into place with ``os.replace`` and fsyncs the directory (with
+      ``sync=False`` only the move: the file is whole or absent, durable against a killed
+      process but not a machine crash).
       ``abort()`` (or a failure inside ``close()``) removes the partial file.
     * ``write_exclusive``: a fsynced temporary file is hard-linked to the target
       (``os.link`` fails with ``FileExistsError`` when the target exists, atomically against any
@@ -100,8 +102,9 @@ def _write_temp(native: str, data: bytes) -> str:
 class _LocalOutputStream:
     """A streaming write into a ``.partial`` file, renamed into place on close."""
 
-    def __init__(self, native: str) -> None:
+    def __init__(self, native: str, sync: bool = True) -> None:
         self._native = native
+        self._sync = sync
         self._parent = os.path.dirname(native)
         self._tmp = _temp_name(native)
         self._file: IO[bytes] | None = _create_new(self._tmp)
@@ -121,7 +124,8 @@ class _LocalOutputStream:
             if f is None:
                 raise ValueError(f"close of an aborted stream for {self._native}")
             f.flush()
-            os.fsync(f.fileno())
+            if self._sync:
+                os.fsync(f.fileno())
             f.close()
             self._file = None
             os.replace(self._tmp, self._native)
@@ -129,7 +133,8 @@ class _LocalOutputStream:
             self.abort()
             raise
         self._done = True
-        _fsync_dir(self._parent)
+        if self._sync:
+            _fsync_dir(self._parent)
 
     def abort(self) -> None:
         if self._done:
@@ -204,8 +209,8 @@ class LocalFileSystemClient(FileSystemClient):
 
     # ------------------------------------------------------------------ primitives
 
-    def _open_write(self, native: str) -> OutputStream:
-        return _LocalOutputStream(native)
+    def _open_write(self, native: str, sync: bool = True) -> OutputStream:
+        return _LocalOutputStream(native, sync)
 
     def _write_exclusive(self, native: str, data: bytes) -> None:
         tmp = _write_temp(native, data)

@@ -270,7 +270,7 @@ class S3FileSystemClient(FileSystemClient):
 
     # ------------------------------------------------------------------ primitives
 
-    def _open_write(self, native: str) -> OutputStream:
+    def _open_write(self, native: str, sync: bool = True) -> OutputStream:
         return _MultipartOutputStream(self, native)
 
     def _write_exclusive(self, native: str, data: bytes) -> None:

@@ -221,3 +221,32 @@ def test_lost_committed_data_names_its_producer_and_sink_lost_reruns_it(
     assert _read(manager, exchange) == expected
     exchange.close()
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_data_files_are_fsynced_only_when_configured(tmp_path, monkeypatch, fsync) -> None:
+    import exchange_store.filesystems.local as local
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(local.os, "fsync", counting)
+    props = {
+        "exchange.base-directories": str(tmp_path / "a"),
+        "exchange.sink-fsync-data-files": str(fsync).lower(),
+    }
+    manager = xs.ExchangeManager.from_properties(props)
+    exchange = manager.create_exchange(xs.ExchangeContext("q7", "e"), 3)
+    sink = exchange.add_sink(0)
+    exchange.no_more_sinks()
+    synced.clear()
+    _write(manager, exchange, sink, 0, 0)
+    data = [p for p in synced if ".xsf" in p]
+    assert bool(data) is fsync
+    assert any("_manifest" in p for p in synced)  # the commit is always durable
+    assert _read(manager, exchange) == sorted(b"tp0-p%d" % p for p in range(3))
+    exchange.close()
