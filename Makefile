@@ -25,7 +25,14 @@ run: $(VENV)/.installed  ## set up and run the main job (demo on the local files
 	$(BIN)/exchange-store keygen --exist-ok var/exchange.key
 	$(BIN)/exchange-store demo --etc etc
 
-test: $(VENV)/.installed-test  ## set up and run the whole test suite
+# Azurite (Azure Blob emulator, an npm package) for the Azure tests; without npm they skip.
+.tools/.azurite:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --prefix .tools --no-audit --no-fund --silent azurite@3 && touch $@ \
+	  || echo "npm could not install azurite: the Azure tests will be skipped"; \
+	else echo "npm not found: the Azure tests will be skipped"; fi
+
+test: $(VENV)/.installed-test .tools/.azurite  ## set up and run the whole test suite
 	$(PY) -m pytest -q -m "not reliability"
 
 test-reliability: $(VENV)/.installed-test  ## the full reliability sweep (crash points, fuzz, races)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from exchange_store.codecs import codec_names, get_codec
 from exchange_store.config import Key, Schema
 from exchange_store.config.fields import Locator, base_directories, filesystem_name
 from exchange_store.errors import ConfigurationError
+from exchange_store.filesystems.engine_keys import ENGINE_STORAGE_PREFIXES, log_compatibility_keys
 
 __all__ = [
     "CODECS",
@@ -40,6 +41,67 @@ COMPRESSION_LEVEL = "exchange.compression-level"
 ENCRYPTION_KEY_FILE = "exchange.encryption-key-file"
 KEY_ENV_VAR = "EXCHANGE_STORE_EXCHANGE_KEY"
 
+_S3_STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
+# Trino's storage keys (ExchangeS3Config, ExchangeGcsConfig, ExchangeAzureConfig, the HDFS
+# exchange plugin): with no etc/filesystem client file they build the client (see
+# exchange_store.filesystems.engine_keys).
+_ENGINE_STORAGE_KEYS = (
+    Key("exchange.s3.region", "string", doc="S3: AWS region."),
+    Key("exchange.s3.endpoint", "string", doc="S3: endpoint URL (MinIO, ...)."),
+    Key("exchange.s3.aws-access-key", "string", doc="S3: access key id.", secret=True),
+    Key("exchange.s3.aws-secret-key", "string", doc="S3: secret key.", secret=True),
+    Key("exchange.s3.iam-role", "string", doc="S3: accepted; use the default chain's role."),
+    Key("exchange.s3.external-id", "string", doc="S3: accepted with iam-role."),
+    Key("exchange.s3.path-style-access", "bool", None, doc="S3: path-style addressing."),
+    Key("exchange.s3.max-error-retries", "int", None, minimum=0, doc="S3: retries."),
+    Key(
+        "exchange.s3.upload.part-size",
+        "size",
+        None,
+        minimum=5 * _MB,
+        maximum=256 * _MB,
+        doc="S3: multipart part size.",
+    ),
+    Key("exchange.s3.storage-class", "enum", None, choices=_S3_STORAGE_CLASSES, doc="S3 class."),
+    Key("exchange.s3.retry-mode", "enum", None, choices=("LEGACY", "STANDARD", "ADAPTIVE")),
+    Key("exchange.s3.sse.type", "enum", None, choices=("NONE", "S3", "KMS"), doc="S3 SSE."),
+    Key("exchange.s3.sse.kms-key-id", "string", doc="S3: KMS key of SSE-KMS."),
+    Key("exchange.s3.sse.enabled", "bool", None, doc="Older Trino; see sse.type."),
+    Key("exchange.s3.async-client-concurrency", "int", None, minimum=1, doc="S3 connections."),
+    Key("exchange.s3.async-client-max-pending-connection-acquires", "int", None, minimum=1),
+    Key("exchange.s3.async-client-connection-acquisition-timeout", "duration", None),
+    Key("exchange.gcs.json-key-file-path", "string", doc="GCS: service account key file."),
+    Key("exchange.gcs.json-key", "string", doc="GCS: service account key JSON.", secret=True),
+    Key("exchange.azure.connection-string", "string", doc="Azure connection.", secret=True),
+    Key("exchange.azure.endpoint", "string", doc="Azure: blob endpoint host."),
+    Key(
+        "exchange.azure.block-size",
+        "size",
+        None,
+        minimum=4 * _MB,
+        maximum=256 * _MB,
+        doc="Azure: block size of uploads.",
+    ),
+    Key("exchange.azure.max-error-retries", "int", None, minimum=0, doc="Azure: retries."),
+    Key("hdfs.config.resources", "list", None, doc="HDFS: core-site.xml, hdfs-site.xml."),
+    Key("exchange.hdfs.block-size", "size", None, minimum=1, doc="HDFS: block size of files."),
+    Key("exchange.hdfs.skip-directory-scheme-validation", "bool", None),
+    Key("exchange.source-max-files-per-reader", "int", None, minimum=1),
+    Key("exchange.prefix-groups", "int", None, minimum=1),
+)
+
 EXCHANGE_MANAGER_SCHEMA = Schema(
     "exchange-manager.properties",
     [
@@ -47,8 +109,9 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             MANAGER_NAME,
             "enum",
             "filesystem",
-            choices=("filesystem",),
-            doc="The exchange manager implementation; only `filesystem` exists.",
+            choices=("filesystem", "hdfs"),
+            doc="The exchange manager: `filesystem`; `hdfs` (Trino's HDFS exchange plugin) is "
+            "the same manager on HDFS.",
         ),
         Key(
             FILESYSTEM_TYPE,
@@ -63,6 +126,7 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             "list",
             required=True,
             doc="Comma-separated base directories (paths or URIs); data is spread over all.",
+            aliases=("exchange.base-directory",),
         ),
         Key(
             COMPRESSION_CODEC,
@@ -243,6 +307,7 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             doc="Threads compressing and encrypting a sink's blocks (used with a codec: lz4 and"
             " zstandard release the GIL; uncompressed blocks are encoded in the writing thread).",
         ),
+        *_ENGINE_STORAGE_KEYS,
     ],
 )
 
@@ -281,6 +346,9 @@ class ExchangeManagerConfig:
         writer_threads: Encoding threads per sink.
         sink_buffer_pool_min_size: Trino compatibility, unused.
         sink_buffers_per_partition: Trino compatibility, unused.
+        manager_name: ``exchange-manager.name``.
+        engine_storage: Trino's storage keys as written (``exchange.s3.*``, ...), which build
+            the client when no ``etc/filesystem`` file does.
         source: Where the configuration came from.
     """
 
@@ -308,6 +376,8 @@ class ExchangeManagerConfig:
     writer_threads: int = 2
     sink_buffer_pool_min_size: int = 10
     sink_buffers_per_partition: int = 2
+    manager_name: str = "filesystem"
+    engine_storage: dict[str, str] = field(default_factory=dict)
     source: str = "<properties>"
 
     @classmethod
@@ -333,6 +403,7 @@ class ExchangeManagerConfig:
         lines = dict(lines or {})
         origins = dict(origins or {})
         parsed: dict[str, Any] = EXCHANGE_MANAGER_SCHEMA.parse(values, source, lines, origins)
+        log_compatibility_keys(values, source)
 
         where = Locator(source, lines, origins).where
         resolved = base_directories(
@@ -389,6 +460,12 @@ class ExchangeManagerConfig:
             writer_threads=parsed["exchange.writer-threads"],
             sink_buffer_pool_min_size=parsed["exchange.sink-buffer-pool-min-size"],
             sink_buffers_per_partition=parsed["exchange.sink-buffers-per-partition"],
+            manager_name=parsed[MANAGER_NAME],
+            engine_storage={
+                k: str(v)
+                for k, v in values.items()
+                if k.startswith(ENGINE_STORAGE_PREFIXES) or k == "hdfs.config.resources"
+            },
             source=source,
         )
 

@@ -7,6 +7,7 @@ Per-query AES keys are generated here, kept in memory only and passed in handles
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
@@ -41,11 +42,13 @@ from exchange_store.exchange.paths import manifest_context, manifest_path
 from exchange_store.exchange.sink import ExchangeSink
 from exchange_store.exchange.source import ExchangeSource
 from exchange_store.filesystems.base import FileSystemClient
+from exchange_store.filesystems.engine_keys import client_from_engine_keys
 from exchange_store.filesystems.factory import load_component_client
 from exchange_store.ids import check_id
 
 __all__ = ["KEY_SIZE", "ExchangeManager"]
 
+_log = logging.getLogger(__name__)
 KEY_SIZE = 32
 _OBJECT_STORE_MAX_GAP = 1 << 20
 
@@ -67,6 +70,24 @@ def _load_client(
     filesystems: Mapping[str, Mapping[str, str]],
     sources: Mapping[str, str],
 ) -> FileSystemClient:
+    """The client file named by ``exchange-filesystem-type``, else Trino's storage keys."""
+    if config.filesystem_name in filesystems:
+        if config.engine_storage:
+            _log.warning(
+                "%s: %s configures the filesystem client; the exchange.s3/gcs/azure/hdfs keys "
+                "are not used",
+                config.source,
+                sources.get(config.filesystem_name, f"filesystem {config.filesystem_name}"),
+            )
+    elif config.engine_storage or config.manager_name == "hdfs":
+        client = client_from_engine_keys(
+            config.engine_storage,
+            config.base_directories,
+            manager_name=config.manager_name,
+            source=config.source,
+        )
+        if client is not None:
+            return client
     return load_component_client(
         config.base_directories,
         config.filesystem_name,

@@ -74,6 +74,42 @@ S3_SCHEMA = Schema(
             doc="retries of a failed request (botocore and the client's own retries)",
             aliases=("exchange.s3.max-error-retries",),
         ),
+        Key(
+            "s3.retry-mode",
+            "enum",
+            "STANDARD",
+            choices=("LEGACY", "STANDARD", "ADAPTIVE"),
+            doc="botocore's retry mode (ADAPTIVE adds client-side rate limiting)",
+            aliases=("exchange.s3.retry-mode",),
+        ),
+        Key(
+            "s3.storage-class",
+            "string",
+            doc="storage class of written objects (STANDARD, INTELLIGENT_TIERING, ...)",
+            aliases=("exchange.s3.storage-class",),
+        ),
+        Key(
+            "s3.sse.type",
+            "enum",
+            "NONE",
+            choices=("NONE", "S3", "KMS"),
+            doc="server-side encryption of written objects: NONE, S3 (SSE-S3) or KMS (SSE-KMS)",
+            aliases=("exchange.s3.sse.type",),
+        ),
+        Key(
+            "s3.sse.kms-key-id",
+            "string",
+            doc="KMS key id of SSE-KMS (absent: the bucket's default key)",
+            aliases=("exchange.s3.sse.kms-key-id",),
+        ),
+        Key(
+            "s3.max-connections",
+            "int",
+            None,
+            minimum=1,
+            doc="connection pool size (default botocore's 10)",
+            aliases=("exchange.s3.async-client-concurrency",),
+        ),
     ],
 )
 
@@ -101,6 +137,20 @@ HDFS_SCHEMA = Schema(
         Key("hdfs.krb5.ticket-cache-path", "string", doc="Kerberos ticket cache to use"),
         Key("hdfs.user", "string", doc="user name to act as (NONE authentication)"),
         Key("hdfs.replication", "int", 3, minimum=1, doc="replication of written files"),
+        Key(
+            "hdfs.block-size",
+            "size",
+            None,
+            minimum=1,
+            doc="block size of written files (default: the cluster's)",
+            aliases=("exchange.hdfs.block-size",),
+        ),
+        Key(
+            "fs.hdfs.impl.disable.cache",
+            "bool",
+            None,
+            doc="openLooKeng's profiles: accepted; each client has its own connection anyway",
+        ),
     ],
 )
 

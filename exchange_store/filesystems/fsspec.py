@@ -12,6 +12,10 @@ Atomicity (generic protocols, ``supports_atomic_create = False``):
 
 ``memory`` (fsspec's process-global in-memory store) is served by
 :class:`MemoryFsspecFileSystemClient`, whose exclusive create is atomic under a process lock.
+Google Cloud Storage (``gs``/``gcs``, gcsfs) and Azure Blob Storage (``abfs``/``abfss``/``az``,
+adlfs) are served by :class:`ObjectStoreFsspecFileSystemClient`: an upload is invisible until
+it completes, so streaming writes go straight to their key, and exclusive create is the
+service's conditional upload (GCS ``ifGenerationMatch=0``, Azure ``If-None-Match: *``).
 ``*.partial`` files are never listed.
 """
 
@@ -27,7 +31,13 @@ from exchange_store.filesystems._partial import PARTIAL_SUFFIX, MoveOnCloseStrea
 from exchange_store.filesystems._schemas import FSSPEC_OPTION_PREFIX, FSSPEC_SCHEMA
 from exchange_store.filesystems.base import FileInfo, FileSystemClient, OutputStream
 
-__all__ = ["FsspecFileSystemClient", "MemoryFsspecFileSystemClient", "fsspec_options"]
+__all__ = [
+    "FsspecFileSystemClient",
+    "MemoryFsspecFileSystemClient",
+    "ObjectStoreFsspecFileSystemClient",
+    "client_class_for",
+    "fsspec_options",
+]
 
 
 def fsspec_options(values: Mapping[str, Any]) -> dict[str, str]:
@@ -94,9 +104,7 @@ class FsspecFileSystemClient(FileSystemClient):
         protocol = values.get("fsspec.protocol")
         if not protocol:
             protocol = roots[0].split("://", 1)[0] if roots and "://" in roots[0] else None
-        klass: type[FsspecFileSystemClient] = (
-            MemoryFsspecFileSystemClient if protocol == "memory" else cls
-        )
+        klass = client_class_for(protocol, cls)
         try:
             return klass(roots, protocol=protocol, storage_options=fsspec_options(values))
         except (InvalidArgumentError, TypeError) as exc:
@@ -203,3 +211,84 @@ class MemoryFsspecFileSystemClient(FsspecFileSystemClient):
     def _write_replace(self, native: str, data: bytes) -> None:
         with self._lock:
             super()._write_replace(native, data)
+
+
+_OBJECT_STORE_PROTOCOLS = frozenset({"gs", "gcs", "abfs", "abfss", "az"})
+
+
+def _is_precondition_failure(exc: BaseException) -> bool:
+    """Whether an upload failed because the object exists (HTTP 412 or the SDK's own error)."""
+    if isinstance(exc, FileExistsError):
+        return True
+    code = getattr(exc, "code", None) or getattr(exc, "status_code", None)
+    return code == 412 or type(exc).__name__ in ("ResourceExistsError", "PreconditionFailed")
+
+
+class _DirectUpload:
+    """A streaming upload to the final key: the object appears when ``close()`` completes it."""
+
+    def __init__(self, native: str, f: Any) -> None:
+        self._native = native
+        self._f = f
+        self._done = False
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        self._f.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        if self._done:
+            return
+        try:
+            self._f.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(Exception):
+            self._f.discard()  # GCS: cancels the resumable upload session
+        # Never complete it: uncommitted blocks (Azure) and sessions (GCS) expire unseen.
+        self._f.closed = True
+
+
+class ObjectStoreFsspecFileSystemClient(FsspecFileSystemClient):
+    """Google Cloud Storage and Azure Blob Storage through gcsfs and adlfs.
+
+    Writes are atomic without a rename: a streamed upload (GCS resumable upload, Azure block
+    list) becomes visible only when completed, so ``create`` writes to the final key and
+    ``abort`` never completes it. Exclusive create is a conditional upload, atomic against any
+    concurrent writer on the real services; the client also checks for the object first, so
+    emulators that ignore preconditions (``gcp-storage-emulator``) still refuse a second
+    create made after the first.
+    """
+
+    supports_atomic_create: ClassVar[bool] = True
+
+    def _open_write(self, native: str, sync: bool = True) -> OutputStream:
+        return _DirectUpload(native, self.fs.open(native, "wb"))
+
+    def _write_exclusive(self, native: str, data: bytes) -> None:
+        if self.fs.exists(native):
+            raise FileExistsError(native)
+        try:
+            self.fs.pipe_file(native, data, mode="create")
+        except Exception as exc:
+            if _is_precondition_failure(exc):
+                raise FileExistsError(native) from exc
+            raise
+
+
+def client_class_for(
+    protocol: str | None, default: type[FsspecFileSystemClient]
+) -> type[FsspecFileSystemClient]:
+    """The client class serving an fsspec protocol."""
+    if protocol == "memory":
+        return MemoryFsspecFileSystemClient
+    if protocol in _OBJECT_STORE_PROTOCOLS:
+        return ObjectStoreFsspecFileSystemClient
+    return default

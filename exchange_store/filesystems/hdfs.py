@@ -108,6 +108,8 @@ def hdfs_connect_kwargs(
         "port": port,
         "replication": int(values.get("hdfs.replication") or 3),
     }
+    if values.get("hdfs.block-size"):
+        kwargs["default_block_size"] = int(values["hdfs.block-size"])
     if values.get("hdfs.user"):
         kwargs["user"] = values["hdfs.user"]
     if values.get("hdfs.authentication.type", "NONE") == "KERBEROS":

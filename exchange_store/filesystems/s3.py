@@ -48,9 +48,12 @@ def s3fs_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
     Returns:
         Keyword arguments for ``s3fs.S3FileSystem``.
     """
+    mode = str(values.get("s3.retry-mode") or "STANDARD").lower()
     config: dict[str, Any] = {
-        "retries": {"max_attempts": int(values.get("s3.max-error-retries", 10)), "mode": "standard"}
+        "retries": {"max_attempts": int(values.get("s3.max-error-retries", 10)), "mode": mode}
     }
+    if values.get("s3.max-connections"):
+        config["max_pool_connections"] = int(values["s3.max-connections"])
     if values.get("s3.path-style-access"):
         config["s3"] = {"addressing_style": "path"}
     kwargs: dict[str, Any] = {
@@ -67,6 +70,21 @@ def s3fs_kwargs(values: Mapping[str, Any]) -> dict[str, Any]:
     if values.get("s3.aws-secret-key"):
         kwargs["secret"] = values["s3.aws-secret-key"]
     return kwargs
+
+
+def object_args(values: Mapping[str, Any]) -> dict[str, str]:
+    """Arguments of every PUT and multipart upload: storage class and server-side encryption."""
+    args: dict[str, str] = {}
+    if values.get("s3.storage-class"):
+        args["StorageClass"] = str(values["s3.storage-class"]).upper()
+    sse = str(values.get("s3.sse.type") or "NONE")
+    if sse == "S3":
+        args["ServerSideEncryption"] = "AES256"
+    elif sse == "KMS":
+        args["ServerSideEncryption"] = "aws:kms"
+        if values.get("s3.sse.kms-key-id"):
+            args["SSEKMSKeyId"] = str(values["s3.sse.kms-key-id"])
+    return args
 
 
 def _split(native: str) -> tuple[str, str]:
@@ -106,7 +124,12 @@ class _MultipartOutputStream:
     def _upload_part(self, body: bytes) -> None:
         call = self._client._call
         if self._upload_id is None:
-            response = call("create_multipart_upload", Bucket=self._bucket, Key=self._key)
+            response = call(
+                "create_multipart_upload",
+                Bucket=self._bucket,
+                Key=self._key,
+                **self._client.object_args,
+            )
             self._upload_id = str(response["UploadId"])
         number = len(self._parts) + 1
         response = call(
@@ -125,7 +148,13 @@ class _MultipartOutputStream:
         try:
             call = self._client._call
             if self._upload_id is None:
-                call("put_object", Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer))
+                call(
+                    "put_object",
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=bytes(self._buffer),
+                    **self._client.object_args,
+                )
             else:
                 if self._buffer or not self._parts:
                     self._upload_part(bytes(self._buffer))
@@ -173,6 +202,7 @@ class S3FileSystemClient(FileSystemClient):
         storage_options: Mapping[str, Any] | None = None,
         part_size: int = 16 * 1024 * 1024,
         max_retries: int = 10,
+        object_args: Mapping[str, str] | None = None,
     ) -> None:
         """Create a client.
 
@@ -181,6 +211,8 @@ class S3FileSystemClient(FileSystemClient):
             storage_options: Keyword arguments for ``s3fs.S3FileSystem`` (see :func:`s3fs_kwargs`).
             part_size: Multipart part size of streaming writes (at least 5 MiB).
             max_retries: Retries of a failing operation by this client.
+            object_args: Arguments of every object written (storage class, server-side
+                encryption; see :func:`object_args`).
         """
         for root in roots:
             if not root.startswith(_SCHEMES) or not root.split("://", 1)[1].strip("/"):
@@ -193,6 +225,7 @@ class S3FileSystemClient(FileSystemClient):
         self.list_page_size = 1000
         self.delete_batch_size = _DELETE_BATCH
         self._storage_options = dict(storage_options or {})
+        self.object_args = dict(object_args or {})
         self._fs_lock = threading.Lock()
         self._fs: Any = None
 
@@ -222,6 +255,7 @@ class S3FileSystemClient(FileSystemClient):
                 storage_options=s3fs_kwargs(values),
                 part_size=int(values["s3.upload.part-size"]),
                 max_retries=int(values["s3.max-error-retries"]),
+                object_args=object_args(values),
             )
         except InvalidArgumentError as exc:
             raise ConfigurationError(f"{source}: {exc}") from None
@@ -275,11 +309,13 @@ class S3FileSystemClient(FileSystemClient):
 
     def _write_exclusive(self, native: str, data: bytes) -> None:
         bucket, key = _split(native)
-        self._call("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        self._call(
+            "put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*", **self.object_args
+        )
 
     def _write_replace(self, native: str, data: bytes) -> None:
         bucket, key = _split(native)
-        self._call("put_object", Bucket=bucket, Key=key, Body=data)
+        self._call("put_object", Bucket=bucket, Key=key, Body=data, **self.object_args)
 
     def _read(self, native: str) -> bytes:
         return bytes(self.fs.cat_file(native))
