@@ -16,6 +16,7 @@ from exchange_store.admin.render import console, duration_arg, human_size, print
 from exchange_store.admin.storage import exchange_storage_from_etc
 from exchange_store.benchmark.data import generate
 from exchange_store.benchmark.driver import BenchConfig, BenchResult, run_bench
+from exchange_store.cli.etc import add_etc_argument, resolve_etc
 from exchange_store.config import load_etc
 from exchange_store.errors import ConfigurationError
 
@@ -67,7 +68,7 @@ def register(subparsers: Any) -> None:
             "through the same client, and the bare codec + cipher work."
         ),
     )
-    p.add_argument("--etc", default="etc", help="configuration directory (default: etc)")
+    add_etc_argument(p)
     p.add_argument("--base-dir", help="write here instead of exchange.base-directories")
     p.add_argument("--size", type=size_arg, default=256 << 20, help="volume (default: 256MB)")
     p.add_argument("--tasks", type=_positive, default=8, help="writing tasks (default: 8)")
@@ -121,6 +122,7 @@ def _extra_properties(etc_dir: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench; 0 when every run read back exactly what it wrote."""
+    args.etc = resolve_etc(args.etc, quiet=args.base_dir is not None)
     storage = exchange_storage_from_etc(args.etc, args.base_dir)
     extra = _extra_properties(args.etc)
     if storage is None:

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from exchange_store.cli.etc import add_etc_argument, resolve_etc
 from exchange_store.config import format_data_size, parse_data_size
 from exchange_store.crypto.keyfile import generate_key_file
 from exchange_store.demo.faults import count_injected, with_storage_faults
@@ -61,7 +62,7 @@ def register(subparsers: Any) -> None:
             "left clean."
         ),
     )
-    p.add_argument("--etc", default="etc", help="configuration directory (default: etc)")
+    add_etc_argument(p)
     p.add_argument(
         "--policy",
         choices=RETRY_POLICIES,
@@ -182,6 +183,7 @@ def _summary(console: Console, result: QueryResult, stats: dict[str, _StageStats
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when the answer is right and storage is clean."""
+    args.etc = resolve_etc(args.etc)
     console = Console()
     config = SchedulerConfig.from_etc(args.etc)
     if args.policy:

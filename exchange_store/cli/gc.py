@@ -19,6 +19,7 @@ from exchange_store.admin.gc import (
 from exchange_store.admin.render import console, duration_arg, human_size, print_json
 from exchange_store.admin.snapshots import try_snapshot_view
 from exchange_store.admin.storage import exchange_storage_from_etc
+from exchange_store.cli.etc import add_etc_argument, resolve_etc
 
 __all__ = ["register", "run"]
 
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
             "from several machines at once."
         ),
     )
-    p.add_argument("--etc", default="etc", help="configuration directory (default: etc)")
+    add_etc_argument(p)
     p.add_argument(
         "--older-than",
         type=duration_arg,
@@ -65,6 +66,7 @@ def result_to_dict(result: GcResult) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run one collection pass; 0 when every item was collected, 1 when some failed."""
+    args.etc = resolve_etc(args.etc)
     exchanges = exchange_storage_from_etc(args.etc)
     snapshots, skipped = try_snapshot_view(args.etc)
     out = console()

@@ -14,6 +14,7 @@ from exchange_store.admin.ls import list_storage
 from exchange_store.admin.render import console, human_size, print_json
 from exchange_store.admin.snapshots import try_snapshot_view
 from exchange_store.admin.storage import exchange_storage_from_etc
+from exchange_store.cli.etc import add_etc_argument, resolve_etc
 
 __all__ = ["register", "run"]
 
@@ -25,13 +26,14 @@ def register(subparsers: Any) -> None:
         help="list exchanges (leases, attempts, sizes) and snapshots",
         description="List what is in exchange and snapshot storage.",
     )
-    p.add_argument("--etc", default="etc", help="configuration directory (default: etc)")
+    add_etc_argument(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the listing; 0 on success."""
+    args.etc = resolve_etc(args.etc)
     exchanges = exchange_storage_from_etc(args.etc)
     snapshots, skipped = try_snapshot_view(args.etc)
     now = time.time()

@@ -17,7 +17,7 @@ from exchange_store.errors import ExchangeStoreError
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-SUBCOMMANDS = ("demo", "bench", "gc", "ls", "keygen")
+SUBCOMMANDS = ("demo", "bench", "gc", "ls", "keygen", "init", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

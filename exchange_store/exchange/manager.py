@@ -70,8 +70,13 @@ def _load_client(
     filesystems: Mapping[str, Mapping[str, str]],
     sources: Mapping[str, str],
 ) -> FileSystemClient:
-    """The client file named by ``exchange-filesystem-type``, else Trino's storage keys."""
-    if config.filesystem_name in filesystems:
+    """The client of the exchange: a client file, or Trino's storage keys.
+
+    A file named explicitly (``exchange-filesystem-type``) wins; Trino's keys win over the
+    default name's file (``etc/filesystem/exchange.properties``) and over scheme defaults.
+    """
+    named = config.filesystem_name in filesystems
+    if named and (config.filesystem_name_explicit or not config.engine_storage):
         if config.engine_storage:
             _log.warning(
                 "%s: %s configures the filesystem client; the exchange.s3/gcs/azure/hdfs keys "
