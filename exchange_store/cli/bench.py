@@ -122,7 +122,8 @@ def _extra_properties(etc_dir: str) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the bench; 0 when every run read back exactly what it wrote."""
-    args.etc = resolve_etc(args.etc, quiet=args.base_dir is not None)
+    if args.base_dir is None or args.etc is None:  # --base-dir needs no etc directory
+        args.etc = resolve_etc(args.etc, quiet=args.base_dir is not None)
     storage = exchange_storage_from_etc(args.etc, args.base_dir)
     extra = _extra_properties(args.etc)
     if storage is None:

@@ -62,9 +62,9 @@ def test_add_blocks_when_the_writer_is_slow(local_backend, monkeypatch):
     gate = threading.Event()
     real_create = manager.client.create
 
-    def stalled_create(path):
+    def stalled_create(path, **kwargs):
         gate.wait(30)
-        return real_create(path)
+        return real_create(path, **kwargs)
 
     monkeypatch.setattr(manager.client, "create", stalled_create)
     sink = manager.create_sink(exchange.instantiate_sink(sink_handle, 0))
