@@ -1,7 +1,10 @@
 """The baselines of the bench, measured in the same run on the same bytes and client.
 
-* :func:`plain_io_run`: each task streams its records into one file, then the files are read
-  back in 8 MiB ranges (the exchange with no format, no codec and no commit);
+* :func:`plain_io_run`: what a user would write by hand: each task streams its records, each
+  behind a 4-byte length, into one file (fsynced only when the exchange fsyncs its data files),
+  then the files are read back in 8 MiB ranges and cut into records again, one by one, each
+  checked with zlib.crc32 as the exchange run checks its records (the exchange with no
+  format, no codec, no checksum and no commit);
 * :func:`bare_codec_run`: the codec (and AES-256-GCM) alone on the same bytes, in blocks of the
   configured block size.
 """
@@ -9,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import time
 import uuid
 import zlib
@@ -24,6 +28,7 @@ from exchange_store.filesystems.base import join
 __all__ = ["bare_codec_run", "plain_io_run"]
 
 _READ_CHUNK = 8 << 20
+_LENGTH = struct.Struct("<I")
 
 
 # ---------------------------------------------------------------- plain I/O
@@ -35,40 +40,58 @@ def plain_io_run(
     data: BenchData,
     *,
     concurrency: int = 4,
+    fsync: bool = False,
     progress: results.Progress = results.no_progress,
 ) -> results.BenchResult:
-    """Write each task's records into one file with a streaming write, then read them back."""
+    """Write each task's length-prefixed records into one file, then read them back one by one.
+
+    Args:
+        client: The client the exchange uses (counted).
+        base: Where to write.
+        data: The records.
+        concurrency: Tasks at once.
+        fsync: Flush the files as the exchange flushes its data files.
+        progress: Called with (phase, bytes).
+    """
     root = join(base, f"bench-plain-{uuid.uuid4().hex[:12]}")
     tasks = len(data.tasks)
-    expected = []
-    for records in data.tasks:
-        crc = 0
-        for _, rec in records:
-            crc = zlib.crc32(rec, crc)
-        expected.append(crc)
+    # Both sides check every record they read with zlib.crc32 (the exchange run does too).
+    expected = [(len(records), sum(zlib.crc32(r) for _, r in records)) for records in data.tasks]
     m = results.Measure()
     results.start_memory(m)
     client.reset()
 
     def write(t: int) -> None:
-        with client.create(join(root, f"task-{t}.bin")) as stream:
+        with client.create(join(root, f"task-{t}.bin"), sync=fsync) as stream:
             for _, rec in data.tasks[t]:
+                stream.write(_LENGTH.pack(len(rec)))
                 stream.write(rec)
                 progress("plain I/O write", len(rec))
 
     def read(t: int) -> bool:
         path = join(root, f"task-{t}.bin")
         size = client.size(path)
-        crc = 0
+        count = crcs = 0
         offset = 0
+        tail = b""
         while offset < size:
             chunk = client.read_range(path, offset, min(_READ_CHUNK, size - offset))
             if not chunk:
                 raise IntegrityError(f"{path}: short read at {offset} of {size}")
-            crc = zlib.crc32(chunk, crc)
             offset += len(chunk)
+            buf = tail + chunk if tail else chunk
+            pos, end = 0, len(buf)
+            while pos + 4 <= end:
+                (n,) = _LENGTH.unpack_from(buf, pos)
+                if pos + 4 + n > end:
+                    break
+                record = buf[pos + 4 : pos + 4 + n]  # one record, copied out
+                count += 1
+                crcs += zlib.crc32(record)
+                pos += 4 + n
+            tail = buf[pos:]
             progress("plain I/O read", len(chunk))
-        return crc == expected[t]
+        return (count, crcs) == expected[t] and not tail
 
     try:
         t0 = time.perf_counter()
@@ -88,7 +111,7 @@ def plain_io_run(
         calls = client.snapshot()
         m.read_gets = calls.get("read_range", 0) + calls.get("read_file", 0)
         m.read_bytes = client.bytes_read
-        m.verified = all(oks) and m.stored == data.total_bytes
+        m.verified = all(oks) and m.stored == data.total_bytes + 4 * sum(n for n, _ in expected)
     finally:
         client.delete_recursive(root)
     return results.result("plain I/O", "plain-io", "NONE", False, data, m, tasks)

@@ -242,8 +242,14 @@ def _one_pass(
     exchange_properties: dict[str, str] | None,
     progress: Progress,
 ) -> list[BenchResult]:
+    fsync = (exchange_properties or {}).get("exchange.sink-fsync-data-files", "false")
     plain = plain_io_run(
-        counting, bases[0], data, concurrency=config.concurrency, progress=progress
+        counting,
+        bases[0],
+        data,
+        concurrency=config.concurrency,
+        fsync=fsync.strip().lower() == "true",
+        progress=progress,
     )
     rows: list[BenchResult] = [plain]
     for codec in config.codecs:

@@ -447,6 +447,8 @@ class ExchangeManager:
             # Object stores charge per request: read small gaps through rather than split.
             max_gap=0 if self._client.scheme == "file" else _OBJECT_STORE_MAX_GAP,
             check=self._check_source_handle,
+            # Local reads are CPU work: the consumer reads each block itself (no hand-offs).
+            inline=self._client.scheme == "file",
         )
 
     def _check_source_handle(

@@ -15,11 +15,13 @@ deque the same way, so the per-record cost of ``read()`` and iteration is one
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
+from typing import Any
 
 from exchange_store._malloc import raise_malloc_thresholds
 from exchange_store.errors import (
@@ -38,9 +40,35 @@ from exchange_store.format import FormatOptions, read_copied_blocks, read_partit
 
 __all__ = ["ExchangeSource"]
 
+_DECODERS = max(2, os.cpu_count() or 2)
+_DECODE_AHEAD_MAX = 16 << 20
+_decoder_pool: ThreadPoolExecutor | None = None
+_decoder_lock = threading.Lock()
+
+
+def _forget_decoders() -> None:
+    """A forked child has none of its parent's threads: it starts its own pool."""
+    global _decoder_pool, _decoder_lock
+    _decoder_pool = None
+    _decoder_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_decoders)
+
+
+def _decoders() -> ThreadPoolExecutor:
+    """The process's decode threads, shared by every inline source (one per core)."""
+    global _decoder_pool
+    with _decoder_lock:
+        if _decoder_pool is None:
+            _decoder_pool = ThreadPoolExecutor(_DECODERS, thread_name_prefix="xs-decode")
+        return _decoder_pool
+
+
 HandleCheck = Callable[[ExchangeSourceHandle, tuple[SourceFile, ...]], None]
 Unit = tuple[ExchangeSourceHandle, FormatOptions, tuple[SourceFile, ...], bool]
 """A read unit: its handle (for errors), options, files, and whether they share one path."""
+_Current = tuple[ExchangeSourceHandle, tuple[SourceFile, ...], Iterator[list[bytes]]]
 
 
 class ExchangeSource:
@@ -55,6 +83,9 @@ class ExchangeSource:
         max_buffered_bytes: Read-ahead bound (one block is always let through).
         max_gap: Blocks of one file closer than this are fetched in one ranged read.
         check: Validates each handle before it is accepted (the manager's compatibility check).
+        inline: Read in the consumer's thread, one block at a time, instead of on reader
+            threads (local disks: page-cache reads are CPU work, and handing blocks between
+            threads cost more than the read itself).
     """
 
     def __init__(
@@ -66,8 +97,13 @@ class ExchangeSource:
         max_buffered_bytes: int = 32 << 20,
         max_gap: int = 0,
         check: HandleCheck | None = None,
+        inline: bool = False,
     ) -> None:
         raise_malloc_thresholds()
+        self._inline = inline
+        self._queued: deque[Unit] = deque()
+        self._lineup: deque[tuple[ExchangeSourceHandle, tuple[SourceFile, ...], Any]] = deque()
+        self._current: _Current | None = None
         self._client = client
         self._check = check
         self._max_gap = max_gap
@@ -84,8 +120,12 @@ class ExchangeSource:
         self._closed = False
         self._error: BaseException | None = None
         self._options: dict[tuple[str, int | None, bytes | None], FormatOptions] = {}
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(1, concurrent_readers), thread_name_prefix="xs-source"
+        self._pool = (
+            None
+            if inline
+            else ThreadPoolExecutor(
+                max_workers=max(1, concurrent_readers), thread_name_prefix="xs-source"
+            )
         )
         self.add_source_handles(handles)
 
@@ -118,6 +158,9 @@ class ExchangeSource:
                 )
             units = self._plan(pieces)
             self._pending += len(units)
+            if self._pool is None:
+                self._queued.extend(units)
+                return
         for handle, options, files, shared in units:
             self._pool.submit(self._run_unit, handle, options, files, shared)
 
@@ -128,7 +171,10 @@ class ExchangeSource:
             self._cond.notify_all()
 
     def read(self) -> bytes | None:
-        """One record, or None when none is ready now (never waits for storage).
+        """One record, or None when none is ready now.
+
+        Never waits for remote storage; on a local disk the next block is read in the calling
+        thread.
 
         Raises:
             IntegrityError: stored data failed a check.
@@ -191,8 +237,20 @@ class ExchangeSource:
             self._ready.clear()
             self._buffered = 0
             self._ready_bytes = 0
+            self._queued.clear()
+            lineup = list(self._lineup)
+            self._lineup.clear()
+            current, self._current = self._current, None
             self._cond.notify_all()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if current is not None:
+            close = getattr(current[2], "close", None)
+            if callable(close):
+                close()
+        for _, _, work in lineup:
+            if isinstance(work, Future):
+                work.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> ExchangeSource:
         return self
@@ -221,12 +279,90 @@ class ExchangeSource:
             if self._error is not None:
                 raise self._error
             if not self._batches:
+                if self._pool is None and self._read_inline_locked():
+                    continue
                 return None
             records, size = self._batches.popleft()
             self._buffered -= size
             self._ready_bytes = size
             ready.extend(records)
             self._cond.notify_all()
+
+    def _read_inline_locked(self) -> bool:
+        """Read the next block of the current unit into the ready deque (inline mode).
+
+        Returns:
+            False when no unit is left.
+        """
+        while not self._closed:
+            if self._current is None:
+                self._line_up_locked()
+                if not self._lineup:
+                    return False
+                handle, files, work = self._lineup.popleft()
+                if isinstance(work, Future):
+                    try:
+                        work = iter(work.result())
+                    except BaseException as exc:
+                        self._pending -= 1
+                        error = self._closed_error(handle, exc) or _lost_input_error(
+                            handle, files, exc
+                        )
+                        self._error = error if error is not None else exc
+                        raise self._error from exc
+                self._current = (handle, files, work)
+                self._line_up_locked()
+            handle, files, blocks = self._current
+            try:
+                records = next(blocks)
+            except StopIteration:
+                self._current = None
+                self._pending -= 1
+                continue
+            except BaseException as exc:
+                self._current = None
+                self._pending -= 1
+                error = self._closed_error(handle, exc) or _lost_input_error(handle, files, exc)
+                self._error = error if error is not None else exc
+                raise self._error from exc
+            if records:
+                self._ready.extend(records)
+                self._ready_bytes = sum(map(len, records))
+                return True
+        return False
+
+    def _line_up_locked(self) -> None:
+        """Queue the next units; decode small ones of a compressing codec ahead on threads.
+
+        lz4 and zstandard release the GIL, so up to ``_DECODERS`` units of at most
+        ``_DECODE_AHEAD_MAX`` stored bytes are read and decoded on other cores while the
+        consumer takes records; larger units, and uncompressed data, are read lazily inline.
+        """
+        while self._queued and self._in_flight() < _DECODERS:
+            handle, options, files, shared = self._queued.popleft()
+            size = sum(b.length for f in files for b in f.blocks)
+            if not options.codec.is_identity and size <= _DECODE_AHEAD_MAX:
+                blocks = self._unit_blocks(options, files, shared)
+                work: Future[list[list[bytes]]] | Iterator[list[bytes]]
+                work = _decoders().submit(list, blocks)
+            else:
+                work = self._unit_blocks(options, files, shared)
+            self._lineup.append((handle, files, work))
+            if not isinstance(work, Future):
+                return  # read lazily in order: nothing to gain from lining up more
+
+    def _in_flight(self) -> int:
+        return sum(isinstance(w, Future) for _, _, w in self._lineup)
+
+    def _unit_blocks(
+        self, options: FormatOptions, files: tuple[SourceFile, ...], shared: bool
+    ) -> Iterator[list[bytes]]:
+        """Every block of one unit, file after file (inline mode)."""
+        for blocks in self._reads(options, files, shared):
+            try:
+                yield from blocks
+            finally:
+                blocks.close()
 
     def _options_for(self, handle: ExchangeSourceHandle) -> FormatOptions:
         key = (handle.codec, handle.compression_level, handle.key)
