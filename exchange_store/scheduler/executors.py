@@ -24,7 +24,7 @@ from typing import Any
 from exchange_store.errors import BackendNotInstalledError, ConfigurationError
 from exchange_store.scheduler.model import TaskOutcome, TaskSpec
 from exchange_store.scheduler.retry import WorkerCrashedError
-from exchange_store.scheduler.worker import process_main, run_task
+from exchange_store.scheduler.worker import process_main, run_task, to_remote_error
 
 __all__ = [
     "DaskExecutor",
@@ -283,8 +283,34 @@ class DaskCancelFlag:
 
 
 def run_dask_task(spec: TaskSpec, cancel_name: str) -> TaskOutcome:
-    """What a Dask worker runs: :func:`run_task` with a cancel flag on the scheduler."""
+    """What a Dask worker runs: :func:`run_task` with a cancel flag on the scheduler.
+
+    The first run of an attempt marks it started (an Event on the scheduler). Dask runs a key
+    again when the worker running it died (up to the scheduler's ``allowed-failures``, 3 by
+    default on a cluster the user brings): such a re-run finds the mark and fails at once with
+    :class:`WorkerCrashedError`, so the runner, not Dask, retries, with a new attempt id and
+    its back-off, on any cluster.
+    """
+    if not _mark_started(cancel_name):
+        task = cancel_name.removesuffix("-cancel")
+        error = WorkerCrashedError(f"dask worker running {task} was lost; Dask ran it again")
+        return TaskOutcome(ok=False, error=to_remote_error(error))
     return run_task(spec, DaskCancelFlag(cancel_name))
+
+
+def _mark_started(cancel_name: str) -> bool:
+    """Mark an attempt started; False when an earlier run of it already had."""
+    import distributed
+
+    started = distributed.Event(_started_name(cancel_name))
+    if started.is_set():
+        return False
+    started.set()
+    return True
+
+
+def _started_name(cancel_name: str) -> str:
+    return f"{cancel_name.removesuffix('-cancel')}-started"
 
 
 class _DaskAttempt(RunningAttempt):
@@ -319,8 +345,16 @@ class _DaskAttempt(RunningAttempt):
                 else:
                     error = exc
                 self._outcome = TaskOutcome(ok=False, error=error)
+            self._forget_started()
         assert self._outcome is not None
         return self._outcome
+
+    def _forget_started(self) -> None:
+        """Drop the attempt's started mark from the scheduler (it only guards re-runs)."""
+        import distributed
+
+        with contextlib.suppress(Exception):
+            distributed.Event(_started_name(self._cancel_name), client=self._client).clear()
 
     def kill(self) -> None:
         """Set the attempt's cancel flag; the task ends at its next check.

@@ -156,3 +156,30 @@ def test_dask_executor_on_local_cluster(storage, log_dir) -> None:
             assert pids and pids <= worker_pids
     finally:
         cluster.close()
+
+
+def test_dask_cluster_the_user_brings_fails_a_lost_attempt_at_once(storage, log_dir) -> None:
+    """Dask's own allowed-failures (3 by default) would run the killed attempt again, and
+    again; the executor fails it at once instead and the runner retries with a new attempt."""
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+
+    from exchange_store.scheduler.executors import DaskExecutor
+
+    faults = {("gen", 2, 0, 0): "kill"}
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    try:
+        with Client(cluster) as client, DaskExecutor(2, client=client) as executor:
+            runner = QueryRunner(config("TASK", "dask"), storage, executor=executor)
+            result = runner.run(three_stage(log_dir, faults))
+        assert result.rows == [str(EXPECTED).encode()]
+        gen2 = [a for a in result.attempts if (a.stage_id, a.task_id) == ("gen", 2)]
+        assert [a.attempt_id for a in gen2] == [0, 1]
+        assert gen2[0].status == "failed" and "lost" in gen2[0].error
+        # Attempt 0 ran once: its re-run by Dask stopped before the task (no second log line).
+        runs = Counter(read_runs(log_dir))
+        assert runs[0, "gen", 2, 0] == 1
+    finally:
+        cluster.close()
