@@ -118,6 +118,11 @@ def main() -> None:
 
         props, server = moto_bucket("dask")
         filesystems = {"s3": props}
+    # The workers' statistical profiler can deadlock a worker on Python 3.11 (CPython
+    # gh-106883: sys._current_frames() runs the GC under the thread-list lock); seen here as a
+    # 15-minute hang in a map task. Off for every method alike, as the README advises.
+    os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
+    dask.config.set({"distributed.worker.profile.enabled": False})
     with (
         tempfile.TemporaryDirectory(prefix="bench-dask-") as local_spool,
         distributed.LocalCluster(

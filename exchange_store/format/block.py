@@ -31,7 +31,14 @@ from exchange_store.format.structs import (
     crc,
 )
 
-__all__ = ["FileKeys", "build_record_section", "check_context", "decode_block_view", "encode_block"]
+__all__ = [
+    "CompressionProbe",
+    "FileKeys",
+    "build_record_section",
+    "check_context",
+    "decode_block_view",
+    "encode_block",
+]
 
 Buffer = bytes | bytearray | memoryview
 
@@ -128,6 +135,40 @@ def build_record_section(records: Sequence[Buffer]) -> tuple[bytes, int]:
     return b"".join([table, *records]), n
 
 
+class CompressionProbe:
+    """Stops trying to compress data that does not shrink, and tries again now and then.
+
+    After ``streak`` blocks in a row that shrank by less than 3%, the next ``skip`` blocks are
+    stored raw without calling the codec (random or already compressed data costs the codec's
+    time for nothing); then one block is tried again. A raw block in a compressed file is
+    ordinary: its header says so. Updated from encoding threads: a lost update only moves a
+    probe by a block.
+    """
+
+    def __init__(self, streak: int = 4, skip: int = 32) -> None:
+        self._streak = streak
+        self._skip = skip
+        self._misses = 0
+        self._skipping = 0
+
+    def should_try(self) -> bool:
+        """Whether to compress the next block."""
+        if self._skipping > 0:
+            self._skipping -= 1
+            return False
+        return True
+
+    def record(self, raw: int, packed: int) -> None:
+        """Account one compressed block."""
+        if packed <= raw * 0.97:
+            self._misses = 0
+            return
+        self._misses += 1
+        if self._misses >= self._streak:
+            self._misses = 0
+            self._skipping = self._skip
+
+
 def encode_block(
     keys: FileKeys,
     codec: Codec,
@@ -135,15 +176,19 @@ def encode_block(
     index: int,
     partition: int,
     records: int,
+    probe: CompressionProbe | None = None,
 ) -> list[bytes]:
     """Compress, encrypt and checksum one block; returns its parts (header, payload, crc).
 
-    Safe to call from several threads at once (codecs, AESGCM and crc32c are).
+    Safe to call from several threads at once (codecs, AESGCM and crc32c are). With a
+    ``probe``, data that recently did not shrink is stored raw without trying.
     """
     flags = 0
     payload: bytes = section
-    if not codec.is_identity and section:
+    if not codec.is_identity and section and (probe is None or probe.should_try()):
         packed = codec.compress(section)
+        if probe is not None:
+            probe.record(len(section), len(packed))
         if len(packed) < len(section):
             payload = packed
             flags |= BLOCK_COMPRESSED

@@ -24,6 +24,7 @@ from typing import Protocol
 from exchange_store.errors import InvalidArgumentError
 from exchange_store.format.block import (
     Buffer,
+    CompressionProbe,
     FileKeys,
     build_record_section,
     check_context,
@@ -100,6 +101,7 @@ class RecordFileWriter:
         self._options = options
         self.file_id = os.urandom(FILE_ID_SIZE)
         self._keys = FileKeys(self.file_id, options.key, check_context(context))
+        self._probe = CompressionProbe()
         self._header = file_header(self.file_id, options.key is not None)
         self._pool: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(options.threads, thread_name_prefix="xs-format")
@@ -165,12 +167,19 @@ class RecordFileWriter:
         try:
             if self._pool is None:
                 parts = encode_block(
-                    self._keys, self._options.codec, section, index, partition, count
+                    self._keys, self._options.codec, section, index, partition, count, self._probe
                 )
                 self._emit(parts, index, partition, count, len(section))
                 return
             future = self._pool.submit(
-                encode_block, self._keys, self._options.codec, section, index, partition, count
+                encode_block,
+                self._keys,
+                self._options.codec,
+                section,
+                index,
+                partition,
+                count,
+                self._probe,
             )
             self._pending.append((future, index, partition, count, len(section)))
             self._pending_bytes += len(section)
