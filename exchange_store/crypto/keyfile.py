@@ -23,6 +23,7 @@ from exchange_store.errors import ConfigurationError
 __all__ = [
     "KEY_SIZE",
     "derive_query_key",
+    "ensure_key_file",
     "generate_key_file",
     "key_from_env",
     "load_key_file",
@@ -130,6 +131,31 @@ def generate_key_file(path: str | os.PathLike[str]) -> Path:
         p.unlink(missing_ok=True)
         raise ConfigurationError(f"{p}: cannot write the key file: {exc}") from None
     os.close(fd)
+    return p
+
+
+def ensure_key_file(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` with a new key unless it exists; atomic against concurrent creators.
+
+    The key is written to a temporary file beside it and linked into place, so a reader never
+    sees a half-written key and two creators agree on one.
+
+    Raises:
+        ConfigurationError: the file cannot be created; names it.
+    """
+    p = Path(path)
+    if p.exists():
+        return p
+    tmp = p.with_name(f".{p.name}.{secrets.token_hex(8)}.tmp")
+    generate_key_file(tmp)
+    try:
+        os.link(tmp, p)
+    except FileExistsError:
+        pass  # another process created it first: its key stands
+    except OSError as exc:
+        raise ConfigurationError(f"{p}: cannot create the key file: {exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return p
 
 

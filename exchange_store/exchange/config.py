@@ -162,9 +162,11 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             doc="File holding a 32-byte master key (64 hex characters; create it with "
             "`exchange-store keygen PATH`); relative paths are resolved against the current "
             "directory. Each query's key is derived from it (HKDF, never stored), so a "
-            "restarted coordinator can reopen and resume a query. Without it (and without "
-            "EXCHANGE_STORE_EXCHANGE_KEY, which wins over it) query keys are random and die "
-            "with their coordinator.",
+            "restarted coordinator can reopen and resume a query. Absent: "
+            "$XDG_DATA_HOME/exchange-store/exchange.key (~/.local/share/...), created on first "
+            "use (mode 0600), so a coordinator restarted on the same machine resumes; set it "
+            "for coordinators on several machines. Empty: random query keys that die with "
+            "their coordinator. EXCHANGE_STORE_EXCHANGE_KEY (64 hex) wins over it.",
         ),
         Key(
             "exchange.sink-fsync-data-files",
@@ -312,6 +314,14 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
 )
 
 
+def default_key_file() -> str:
+    """``$XDG_DATA_HOME/exchange-store/exchange.key`` (default ``~/.local/share``)."""
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(data, "exchange-store", "exchange.key")
+
+
 def is_local_path(path: str) -> bool:
     """Whether a base directory is on the local filesystem (a path or a ``file://`` URI)."""
     return "://" not in path or path.startswith("file://")
@@ -328,7 +338,8 @@ class ExchangeManagerConfig:
         codec: NONE, LZ4 or ZSTD.
         compression_level: ZSTD level, or None for the codec's default.
         encryption_enabled: Whether spooled data is encrypted.
-        encryption_key_file: Absolute path of the master key file, or None.
+        encryption_key_file: Absolute path of the master key file, or None (random keys).
+        encryption_key_file_default: The key file is the per-user default (created on use).
         sink_fsync_data_files: Whether data files are fsynced before the commit.
         sink_max_file_size: Rotation size of data files.
         max_page_storage_size: Largest record.
@@ -359,6 +370,7 @@ class ExchangeManagerConfig:
     compression_level: int | None = None
     encryption_enabled: bool = True
     encryption_key_file: str | None = None
+    encryption_key_file_default: bool = False
     sink_fsync_data_files: bool = False
     sink_max_file_size: int = 1 << 30
     max_page_storage_size: int = 16 * _MB
@@ -434,7 +446,8 @@ class ExchangeManagerConfig:
                     f"{where(COMPRESSION_LEVEL)}: {COMPRESSION_LEVEL}={level}: {exc}"
                 ) from None
         fs_name = filesystem_name(parsed[FILESYSTEM_TYPE], FILESYSTEM_TYPE, where(FILESYSTEM_TYPE))
-        key_file = (parsed[ENCRYPTION_KEY_FILE] or "").strip()
+        given_key_file = parsed[ENCRYPTION_KEY_FILE]
+        key_file = default_key_file() if given_key_file is None else given_key_file.strip()
         return cls(
             base_directories=resolved,
             filesystem_name=fs_name,
@@ -443,6 +456,7 @@ class ExchangeManagerConfig:
             compression_level=level,
             encryption_enabled=parsed["exchange.encryption-enabled"],
             encryption_key_file=os.path.abspath(key_file) if key_file else None,
+            encryption_key_file_default=given_key_file is None,
             sink_fsync_data_files=parsed["exchange.sink-fsync-data-files"],
             sink_max_file_size=parsed["exchange.sink-max-file-size"],
             max_page_storage_size=parsed["exchange.max-page-storage-size"],

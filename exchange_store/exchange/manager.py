@@ -16,7 +16,12 @@ from types import TracebackType
 from typing import Any
 
 from exchange_store.config import load_etc
-from exchange_store.crypto.keyfile import derive_query_key, key_from_env, load_key_file
+from exchange_store.crypto.keyfile import (
+    derive_query_key,
+    ensure_key_file,
+    key_from_env,
+    load_key_file,
+)
 from exchange_store.errors import (
     ConfigurationError,
     ExchangeStateError,
@@ -60,9 +65,21 @@ def _master_key(config: ExchangeManagerConfig, environ: Mapping[str, str] | None
     from_env = key_from_env(KEY_ENV_VAR, environ)
     if from_env is not None:
         return from_env
-    if config.encryption_key_file is None:
+    path = config.encryption_key_file
+    if path is None:
         return None
-    return load_key_file(config.encryption_key_file, ENCRYPTION_KEY_FILE, "exchange master key")
+    if config.encryption_key_file_default:
+        try:
+            ensure_key_file(path)
+        except ConfigurationError as exc:
+            _log.warning(
+                "%s: no master key (%s); query keys are random and die with their "
+                "coordinator (no resume in another process)",
+                config.source,
+                exc,
+            )
+            return None
+    return load_key_file(path, ENCRYPTION_KEY_FILE, "exchange master key")
 
 
 def _load_client(

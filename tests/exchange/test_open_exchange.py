@@ -143,8 +143,39 @@ def test_a_damaged_record_is_rebuilt_when_the_shape_is_given(tmp_path, props) ->
     reopened.close()
 
 
-def test_random_query_keys_cannot_be_reopened_elsewhere(tmp_path) -> None:
+def test_without_configuration_a_per_user_key_lets_a_restart_reopen(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     props = {"exchange.base-directories": str(tmp_path / "a")}
+    ctx = xs.ExchangeContext("q8", "e")
+    first = xs.ExchangeManager.from_properties(props)
+    assert first.can_reopen
+    key_file = tmp_path / "data" / "exchange-store" / "exchange.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    exchange = first.create_exchange(ctx, 3)
+    sink = exchange.add_sink(0)
+    exchange.no_more_sinks()
+    _write(first, exchange, sink, 0, 0)
+    exchange._lease.close()
+    reopened = xs.ExchangeManager.from_properties(props).open_exchange(ctx)
+    assert reopened.selected_attempts() == {0: 0}
+    reopened.close()
+
+
+def test_concurrent_creators_of_the_default_key_agree(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from exchange_store.crypto.keyfile import ensure_key_file, load_key_file
+
+    path = tmp_path / "k" / "exchange.key"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: load_key_file(ensure_key_file(path), "k"), range(32)))
+    keys = {load_key_file(path, "k") for _ in range(3)}
+    assert len(keys) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["exchange.key"]
+
+
+def test_random_query_keys_cannot_be_reopened_elsewhere(tmp_path) -> None:
+    props = {"exchange.base-directories": str(tmp_path / "a"), "exchange.encryption-key-file": ""}
     ctx = xs.ExchangeContext("q5", "e")
     first = xs.ExchangeManager.from_properties(props)
     assert not first.can_reopen
