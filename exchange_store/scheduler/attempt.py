@@ -102,6 +102,9 @@ class QueryAttempt:
         journal: Where progress is recorded for a restarted coordinator, or None.
         resume: Reopen the stages' exchanges left on storage by an earlier coordinator of
             the same query (their finished tasks are not run again).
+        after_crash: An earlier coordinator ran this query attempt (its journal was found):
+            attempt ids start at 1, since it may have started attempt 0 of any task without
+            leaving a trace on storage.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class QueryAttempt:
         poll_interval: float,
         journal: QueryJournal | None = None,
         resume: bool = False,
+        after_crash: bool = False,
     ) -> None:
         self._query = query
         self._qa = query_attempt
@@ -143,6 +147,10 @@ class QueryAttempt:
         )
         self._journal = journal
         self._resume = resume
+        if after_crash:
+            for run in self._stages:
+                for task in run.tasks:
+                    task.next_attempt = 1
         self.tasks_reused = 0
         self.lineage_reruns = 0
         if resume and manager is not None:

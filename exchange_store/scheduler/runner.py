@@ -175,6 +175,7 @@ class QueryRunner:
                         attempts,
                         journal,
                         resume=query_attempt == first and manager is not None,
+                        after_crash=query_attempt == first and earlier is not None,
                     )
                 except AttemptFailedError as exc:
                     failure = exc
@@ -249,6 +250,7 @@ class QueryRunner:
         journal: QueryJournal | None,
         *,
         resume: bool,
+        after_crash: bool = False,
     ) -> QueryResult:
         attempt = QueryAttempt(
             query,
@@ -264,6 +266,7 @@ class QueryRunner:
             poll_interval=self._poll,
             journal=journal,
             resume=resume,
+            after_crash=after_crash,
         )
         try:
             return attempt.run()
