@@ -67,10 +67,31 @@ from exchange_store.ids import check_int_id
 if TYPE_CHECKING:
     from exchange_store.exchange.config import ExchangeManagerConfig
 
-__all__ = ["AttemptNotCommittedError", "Exchange", "ExchangeStateError"]
+__all__ = ["AttemptNotCommittedError", "Exchange", "ExchangeStateError", "delete_exchange_data"]
 # (the errors live in exchange_store.errors; re-exported here for older imports)
 
 _log = logging.getLogger(__name__)
+
+
+def delete_exchange_data(
+    client: FileSystemClient, config: ExchangeManagerConfig, context: ExchangeContext
+) -> list[ExchangeStoreError]:
+    """Delete every byte of one exchange from every base directory; the failures, not raised.
+
+    Aborts incomplete multipart uploads under it first (S3), and removes the query's directory
+    once its last exchange is gone.
+    """
+    errors: list[ExchangeStoreError] = []
+    for base in config.base_directories:
+        directory = exchange_dir(base, context.query_id, context.exchange_id)
+        try:
+            if client.supports_multipart_cleanup:
+                client.abort_multipart_uploads(directory)
+            client.delete_recursive(directory)
+            client.prune_empty_dirs(query_dir(base, context.query_id), base)
+        except ExchangeStoreError as exc:
+            errors.append(exc)
+    return errors
 
 
 def _stop_lease(lease: Lease) -> None:
@@ -607,15 +628,7 @@ class Exchange:
                 self._lease.close()  # first, so no refresh re-creates a lease after the delete
             except ExchangeStoreError as exc:
                 errors.append(exc)
-        for base, directory in zip(self._config.base_directories, self._directories, strict=True):
-            try:
-                if self._client.supports_multipart_cleanup:
-                    self._client.abort_multipart_uploads(directory)
-                self._client.delete_recursive(directory)
-                # The query's directory goes too once its last exchange is gone.
-                self._client.prune_empty_dirs(query_dir(base, self._context.query_id), base)
-            except ExchangeStoreError as exc:
-                errors.append(exc)
+        errors.extend(delete_exchange_data(self._client, self._config, self._context))
         if errors:
             raise errors[0]
 

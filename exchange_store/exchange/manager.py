@@ -34,7 +34,7 @@ from exchange_store.exchange.config import (
     KEY_ENV_VAR,
     ExchangeManagerConfig,
 )
-from exchange_store.exchange.exchange import Exchange
+from exchange_store.exchange.exchange import Exchange, delete_exchange_data
 from exchange_store.exchange.handles import (
     ExchangeContext,
     ExchangeSinkInstanceHandle,
@@ -298,6 +298,25 @@ class ExchangeManager:
             reopen=True,
             shape_known=output_partition_count is not None,
         )
+
+    def discard_exchange(self, context: ExchangeContext) -> None:
+        """Delete what is on storage of an exchange nobody has open (a dead coordinator's).
+
+        The same deletion as ``Exchange.close()``: every base directory, incomplete uploads,
+        and the query's directory once empty. Nothing there is not an error.
+
+        Raises:
+            InvalidArgumentError: the exchange is open in this manager.
+            StorageError: deleting failed.
+        """
+        with self._lock:
+            if context.exchange_id in self._open.get(context.query_id, ()):
+                raise InvalidArgumentError(
+                    f"exchange {context} is open in this manager; close() it instead"
+                )
+        errors = delete_exchange_data(self._client, self._config, context)
+        if errors:
+            raise errors[0]
 
     def _exchange(
         self,

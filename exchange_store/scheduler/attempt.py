@@ -14,7 +14,6 @@ source handles feed the next stage.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +24,6 @@ from exchange_store.errors import (
     AttemptFailedError,
     IntegrityError,
     InvalidArgumentError,
-    StorageFileNotFoundError,
 )
 from exchange_store.scheduler.config import SchedulerConfig
 from exchange_store.scheduler.dedup import DeduplicationBuffer
@@ -334,12 +332,9 @@ class QueryAttempt:
 
     def _discard_exchange(self, exchange_id: str) -> None:
         """Delete what an earlier coordinator left of one exchange of this query."""
-        from exchange_store.exchange.paths import exchange_dir
+        from exchange_store.exchange.handles import ExchangeContext
 
-        client = self._manager.client
-        for base in self._manager.base_directories:
-            with contextlib.suppress(StorageFileNotFoundError):
-                client.delete_recursive(exchange_dir(base, self._query.query_id, exchange_id))
+        self._manager.discard_exchange(ExchangeContext(self._query.query_id, exchange_id))
 
     def _reuse_finished(self, run: _StageRun) -> None:
         """Mark the tasks whose committed output a reopened exchange holds as finished."""
