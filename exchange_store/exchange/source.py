@@ -301,15 +301,7 @@ class ExchangeSource:
                     return False
                 handle, files, work = self._lineup.popleft()
                 if isinstance(work, Future):
-                    try:
-                        work = iter(work.result())
-                    except BaseException as exc:
-                        self._pending -= 1
-                        error = self._closed_error(handle, exc) or _lost_input_error(
-                            handle, files, exc
-                        )
-                        self._error = error if error is not None else exc
-                        raise self._error from exc
+                    work = _decoded_blocks(work)
                 self._current = (handle, files, work)
                 self._line_up_locked()
             handle, files, blocks = self._current
@@ -322,8 +314,7 @@ class ExchangeSource:
             except BaseException as exc:
                 self._current = None
                 self._pending -= 1
-                error = self._closed_error(handle, exc) or _lost_input_error(handle, files, exc)
-                self._error = error if error is not None else exc
+                self._error = self._read_error(handle, files, exc)
                 raise self._error from exc
             if records:
                 self._ready.extend(records)
@@ -408,6 +399,12 @@ class ExchangeSource:
             for _, group in itertools.groupby(files, key=lambda f: f.task_partition_id)
         ]
 
+    def _read_error(
+        self, handle: ExchangeSourceHandle, files: tuple[SourceFile, ...], exc: BaseException
+    ) -> BaseException:
+        """What a failed read raises: the exchange was closed, its data is lost, or ``exc``."""
+        return self._closed_error(handle, exc) or _lost_input_error(handle, files, exc) or exc
+
     def _closed_error(
         self, handle: ExchangeSourceHandle, exc: BaseException
     ) -> ExchangeClosedError | None:
@@ -468,10 +465,10 @@ class ExchangeSource:
                 finally:
                     blocks.close()
         except BaseException as exc:
-            error = self._closed_error(handle, exc) or _lost_input_error(handle, files, exc)
+            error = self._read_error(handle, files, exc)
             with self._cond:
                 if self._error is None and not self._closed:
-                    self._error = error if error is not None else exc
+                    self._error = error
                 self._cond.notify_all()
         finally:
             with self._cond:
@@ -495,6 +492,11 @@ class ExchangeSource:
             self._buffered += size
             self._cond.notify_all()
             return True
+
+
+def _decoded_blocks(future: Future[list[list[bytes]]]) -> Iterator[list[bytes]]:
+    """The blocks a decode thread read ahead, once it is done (its error raised here)."""
+    yield from future.result()
 
 
 def _lost_input_error(
