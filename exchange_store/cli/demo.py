@@ -27,7 +27,7 @@ from rich.table import Table
 
 from exchange_store.cli.etc import add_etc_argument, resolve_etc
 from exchange_store.config import format_data_size, parse_data_size
-from exchange_store.crypto.keyfile import generate_key_file
+from exchange_store.crypto.keyfile import ensure_key_file
 from exchange_store.demo.faults import count_injected, with_storage_faults
 from exchange_store.demo.query import (
     DemoSpec,
@@ -377,11 +377,13 @@ def ensure_key_files(etc_dir: str) -> list[str]:
         The files created.
     """
     from exchange_store.config import load_etc
+    from exchange_store.exchange import config as exchange_config
+    from exchange_store.snapshots import keys as snapshot_keys
 
     etc = load_etc(etc_dir)
     wanted = [
-        (etc.exchange_manager, "exchange.encryption-key-file", "EXCHANGE_STORE_EXCHANGE_KEY"),
-        (etc.snapshot_store, "snapshot.encryption-key-file", "EXCHANGE_STORE_SNAPSHOT_KEY"),
+        (etc.exchange_manager, exchange_config.ENCRYPTION_KEY_FILE, exchange_config.KEY_ENV_VAR),
+        (etc.snapshot_store, snapshot_keys.KEY_FILE_KEY, snapshot_keys.KEY_ENV_VAR),
     ]
     created = []
     for pf, key, env in wanted:
@@ -390,5 +392,5 @@ def ensure_key_files(etc_dir: str) -> list[str]:
             continue
         path = os.path.abspath(value)
         if not os.path.exists(path):
-            created.append(str(generate_key_file(path)))
+            created.append(str(ensure_key_file(path)))
     return created
