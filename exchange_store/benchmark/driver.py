@@ -37,7 +37,7 @@ from exchange_store.benchmark.results import (
     result,
     start_memory,
 )
-from exchange_store.exchange.config import ExchangeManagerConfig
+from exchange_store.exchange.config import EXCHANGE_MANAGER_SCHEMA, ExchangeManagerConfig
 from exchange_store.filesystems.base import FileSystemClient, join
 
 __all__ = [
@@ -242,13 +242,14 @@ def _one_pass(
     exchange_properties: dict[str, str] | None,
     progress: Progress,
 ) -> list[BenchResult]:
-    fsync = (exchange_properties or {}).get("exchange.sink-fsync-data-files", "false")
+    fsync_key = EXCHANGE_MANAGER_SCHEMA.key("exchange.sink-fsync-data-files")
+    fsync = (exchange_properties or {}).get(fsync_key.name)
     plain = plain_io_run(
         counting,
         bases[0],
         data,
         concurrency=config.concurrency,
-        fsync=fsync.strip().lower() == "true",
+        fsync=bool(fsync_key.default if fsync is None else fsync_key.convert(fsync)),
         progress=progress,
     )
     rows: list[BenchResult] = [plain]
