@@ -111,3 +111,18 @@ def test_config_check_says_the_one_command_for_a_missing_key(
     capsys.readouterr()
     assert main(["config", "check"]) == 2
     assert f"exchange-store keygen {tmp_path / missing}" in capsys.readouterr().out
+
+
+def test_config_check_masks_credential_storage_options(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "etc"]) == 0
+    (tmp_path / "etc" / "filesystem" / "blob.properties").write_text(
+        "fs.client.type=fsspec\nfsspec.protocol=abfs\n"
+        "fsspec.option.account_name=visibleaccount\nfsspec.option.account_key=s3cr3tvalue\n"
+    )
+    capsys.readouterr()
+    main(["config", "check"])
+    out = capsys.readouterr().out
+    assert "fsspec.option.account_key = ********" in out
+    assert "s3cr3tvalue" not in out
+    assert "fsspec.option.account_name = visibleaccount" in out

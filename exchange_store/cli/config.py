@@ -9,6 +9,7 @@ masked. Exit 0 when everything loads, 2 naming the file, key and fix otherwise.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ from exchange_store.errors import ExchangeStoreError
 __all__ = ["register", "run_check"]
 
 _MASK = "********"
+# Storage options whose values are credentials (fsspec.option.account_key, .token, ...).
+_SECRET_OPTION = re.compile(r"(?i)key|secret|token|password|credential|connection|sas")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +68,8 @@ def _section(title: str, schema: Schema, pf: PropertiesFile | None) -> list[str]
         lines.append(f"  {key.name} = {shown}    ({where})")
     for name in sorted(values):
         if name not in schema.names():  # prefixed keys (fsspec.option.*)
-            lines.append(f"  {name} = {values[name]}    ({pf.where(name) if pf else ''})")
+            shown = _MASK if _SECRET_OPTION.search(name) else values[name]
+            lines.append(f"  {name} = {shown}    ({pf.where(name) if pf else ''})")
     return lines
 
 
@@ -100,33 +104,50 @@ def run_check(args: argparse.Namespace) -> int:
         except ExchangeStoreError as exc:
             problems.append(f"{what}: {exc}")
 
-    if etc.exchange_manager is not None:
-        attempt("exchange manager", lambda: ExchangeManager.from_etc(etc_dir).close())
-        attempt(
+    # (what, title, its file, how the component loads, its schema, checked without a file):
+    # the scheduler runs on defaults; the other components exist only with their file.
+    components: list[tuple[str, str, PropertiesFile | None, Any, Schema, bool]] = [
+        (
             "exchange manager",
-            lambda: out.extend(
-                _section("exchange-manager", EXCHANGE_MANAGER_SCHEMA, etc.exchange_manager)
-            ),
-        )
-    if etc.snapshot_store is not None:
-        attempt("snapshot store", lambda: SnapshotStore.from_etc(etc_dir).close())
-        attempt(
+            "exchange-manager",
+            etc.exchange_manager,
+            lambda: ExchangeManager.from_etc(etc_dir).close(),
+            EXCHANGE_MANAGER_SCHEMA,
+            False,
+        ),
+        (
             "snapshot store",
-            lambda: out.extend(
-                _section("snapshot-store", SNAPSHOT_STORE_SCHEMA, etc.snapshot_store)
-            ),
-        )
-    attempt("scheduler", lambda: SchedulerConfig.from_etc(etc_dir))
-    attempt("scheduler", lambda: out.extend(_section("config", SCHEDULER_SCHEMA, etc.scheduler)))
-    for name, pf in sorted(etc.filesystems.items()):
-        schema = _client_schema(pf.values)
-        if schema is None:
-            kind = pf.values.get("fs.client.type", "")
-            out.append(f"[filesystem {name}] {pf.path}: fs.client.type={kind}")
+            "snapshot-store",
+            etc.snapshot_store,
+            lambda: SnapshotStore.from_etc(etc_dir).close(),
+            SNAPSHOT_STORE_SCHEMA,
+            False,
+        ),
+        (
+            "scheduler",
+            "config",
+            etc.scheduler,
+            lambda: SchedulerConfig.from_etc(etc_dir),
+            SCHEDULER_SCHEMA,
+            True,
+        ),
+    ]
+    for what, title, pf, load, schema, without_file in components:
+        if pf is None and not without_file:
+            continue
+        attempt(what, load)
+        attempt(what, lambda t=title, s=schema, p=pf: out.extend(_section(t, s, p)))
+    for name, client_file in sorted(etc.filesystems.items()):
+        client_schema = _client_schema(client_file.values)
+        if client_schema is None:
+            kind = client_file.values.get("fs.client.type", "")
+            out.append(f"[filesystem {name}] {client_file.path}: fs.client.type={kind}")
             continue
         attempt(
             f"filesystem {name}",
-            lambda s=schema, p=pf, n=name: out.extend(_section(f"filesystem {n}", s, p)),
+            lambda s=client_schema, p=client_file, n=name: out.extend(
+                _section(f"filesystem {n}", s, p)
+            ),
         )
     print("\n".join(out))
     if problems:
