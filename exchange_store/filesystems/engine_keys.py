@@ -16,7 +16,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from exchange_store.config import Schema
 from exchange_store.errors import ConfigurationError
+from exchange_store.filesystems._schemas import HDFS_SCHEMA, S3_SCHEMA
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.registry import load_filesystem
 
@@ -46,21 +48,6 @@ COMPATIBILITY_ONLY: dict[str, str] = {
     "exchange.s3.async-client-connection-acquisition-timeout": "botocore has no such timeout",
     "exchange.s3.sse.enabled": "use exchange.s3.sse.type",
     "exchange.hdfs.skip-directory-scheme-validation": "base directories are checked by scheme",
-}
-
-_S3_KEYS = {
-    "exchange.s3.region": "s3.region",
-    "exchange.s3.endpoint": "s3.endpoint",
-    "exchange.s3.aws-access-key": "s3.aws-access-key",
-    "exchange.s3.aws-secret-key": "s3.aws-secret-key",
-    "exchange.s3.path-style-access": "s3.path-style-access",
-    "exchange.s3.max-error-retries": "s3.max-error-retries",
-    "exchange.s3.upload.part-size": "s3.upload.part-size",
-    "exchange.s3.storage-class": "s3.storage-class",
-    "exchange.s3.retry-mode": "s3.retry-mode",
-    "exchange.s3.sse.type": "s3.sse.type",
-    "exchange.s3.sse.kms-key-id": "s3.sse.kms-key-id",
-    "exchange.s3.async-client-concurrency": "s3.max-connections",
 }
 
 
@@ -110,7 +97,8 @@ def client_from_engine_keys(
         _only(given, "exchange.s3.", scheme, source)
         _unsupported_s3(values, source)
         props = {"fs.client.type": "s3"}
-        props.update({_S3_KEYS[k]: values[k] for k in given if k in _S3_KEYS})
+        # The S3 client file accepts Trino's names as aliases of its own keys.
+        props.update(_known(values, S3_SCHEMA))
         return load_filesystem(props, roots, source=source, name="exchange")
     if scheme in ("gs", "gcs"):
         _only(given, "exchange.gcs.", scheme, source)
@@ -121,10 +109,7 @@ def client_from_engine_keys(
     if scheme == "hdfs" or manager_name == "hdfs":
         _only(given, "exchange.hdfs.", scheme, source)
         props = {"fs.client.type": "hdfs"}
-        if "hdfs.config.resources" in values:
-            props["hdfs.config.resources"] = values["hdfs.config.resources"]
-        if "exchange.hdfs.block-size" in values:
-            props["hdfs.block-size"] = values["exchange.hdfs.block-size"]
+        props.update(_known(values, HDFS_SCHEMA))
         return load_filesystem(props, roots, source=source, name="exchange")
     if given:
         raise ConfigurationError(
@@ -132,6 +117,12 @@ def client_from_engine_keys(
             f"are {scheme} paths ({', '.join(roots)})"
         )
     return None
+
+
+def _known(values: Mapping[str, str], schema: Schema) -> dict[str, str]:
+    """The keys of ``values`` that ``schema`` accepts (by name or alias)."""
+    names = set(schema.names())
+    return {k: v for k, v in values.items() if k in names}
 
 
 def _only(given: Sequence[str], prefix: str, scheme: str, source: str) -> None:
