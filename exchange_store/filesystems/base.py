@@ -38,6 +38,7 @@ __all__ = [
     "OutputStream",
     "is_transient",
     "join",
+    "write_parts",
 ]
 
 T = TypeVar("T")
@@ -57,6 +58,10 @@ class OutputStream(Protocol):
     def close(self) -> None:
         """Complete the file: durable and visible at its path when this returns."""
         ...
+
+    # Optional: ``write_parts(parts) -> int`` appends several buffers in one gathered write
+    # (``os.writev`` on a local disk), so a writer need not join them first; use
+    # :func:`write_parts`, which falls back to one joined ``write`` where it is missing.
 
     def abort(self) -> None:
         """Discard the file; nothing is left at its path (S3: the multipart upload is aborted)."""
@@ -106,6 +111,25 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
 
 
+def write_parts(stream: object, parts: Sequence[bytes | bytearray | memoryview]) -> int:
+    """Append ``parts`` to ``stream`` in order: one gathered write where the stream has one.
+
+    Streams without ``write_parts`` get one ``write`` per part (joining them first would copy
+    every byte once more).
+
+    Returns:
+        The number of bytes written.
+    """
+    gathered = getattr(stream, "write_parts", None)
+    if gathered is not None:
+        return int(gathered(parts))
+    total = 0
+    for part in parts:
+        stream.write(part)  # type: ignore[attr-defined]
+        total += memoryview(part).nbytes
+    return total
+
+
 class _CheckedStream:
     """Wraps a backend stream so its failures become StorageError naming the path."""
 
@@ -121,6 +145,14 @@ class _CheckedStream:
         except BaseException as exc:
             raise self._client._translate("write", self._path, exc) from exc
         self.bytes_written += len(data)
+        return n
+
+    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> int:
+        try:
+            n = write_parts(self._inner, parts)
+        except BaseException as exc:
+            raise self._client._translate("write", self._path, exc) from exc
+        self.bytes_written += n
         return n
 
     def close(self) -> None:
@@ -424,7 +456,21 @@ class FileSystemClient(ABC):
         return posixpath.normpath(path) if path else path
 
     def _retry(self, op: str, path: str, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying transient failures, translating the last one."""
+        """Run ``fn``, retrying transient failures, translating the last one.
+
+        The first call runs bare: a retry policy is built only once it has failed (a local
+        read takes a few microseconds, building one took longer).
+        """
+        try:
+            return fn()
+        except Exception as exc:
+            first: list[BaseException] = [exc]
+
+        def again() -> T:
+            if first:  # the failure above is the policy's first attempt
+                raise first.pop()
+            return fn()
+
         try:
             for attempt in tenacity.Retrying(
                 stop=tenacity.stop_after_attempt(self.max_retries + 1),
@@ -433,7 +479,7 @@ class FileSystemClient(ABC):
                 reraise=True,
             ):
                 with attempt:
-                    return fn()
+                    return again()
         except BaseException as exc:
             raise self._translate(op, path, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover

@@ -38,6 +38,8 @@ __all__ = [
     "check_context",
     "decode_block_view",
     "encode_block",
+    "encode_plain_block",
+    "record_table",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -122,6 +124,19 @@ def build_record_section(records: Sequence[Buffer]) -> tuple[bytes, int]:
     Raises:
         InvalidArgumentError: a record is not bytes-like or is 4 GiB or larger.
     """
+    table, n, _ = record_table(records)
+    return b"".join([table, *records]), n
+
+
+def record_table(records: Sequence[Buffer]) -> tuple[bytes, int, int]:
+    """The length table that starts a block's raw section.
+
+    Returns:
+        (table, record count, raw section size).
+
+    Raises:
+        InvalidArgumentError: a record is not bytes-like or is 4 GiB or larger.
+    """
     if set(map(type, records)) <= _BYTES_TYPES:
         lengths = list(map(len, records))  # the usual case, without a call per record
     else:
@@ -132,7 +147,33 @@ def build_record_section(records: Sequence[Buffer]) -> tuple[bytes, int]:
     if lengths and max(lengths) > MAX_U32:
         raise InvalidArgumentError(f"a record is at most {MAX_U32} bytes, got {max(lengths)}")
     table = struct.pack(f"<{n}I", *lengths)
-    return b"".join([table, *records]), n
+    return table, n, len(table) + sum(lengths)
+
+
+def encode_plain_block(
+    keys: FileKeys, codec: Codec, records: Sequence[Buffer], index: int, partition: int
+) -> tuple[list[Buffer], int, int]:
+    """One block of an uncompressed, unencrypted file, as parts for a gathered write.
+
+    The same bytes as :func:`encode_block` with the identity codec and no key, without
+    joining the records into one section first: the parts are the header, the length table,
+    the records themselves, and the CRC (computed over them in turn).
+
+    Returns:
+        (parts, record count, raw section size). The parts reference the caller's records:
+        write them before the records change.
+
+    Raises:
+        InvalidArgumentError: a record is not bytes-like or is 4 GiB or larger.
+    """
+    if keys.cipher is not None or not codec.is_identity:
+        raise InvalidArgumentError("encode_plain_block() is for uncompressed files without a key")
+    table, n, raw = record_table(records)
+    header = BLOCK_HEADER.pack(index, partition, n, 0, codec.codec_id, 0, raw, raw)
+    value = crc32c.crc32c(table, crc32c.crc32c(header, keys.crc_seed))
+    for record in records:
+        value = crc32c.crc32c(record, value)
+    return [header, table, *records, CRC.pack(value)], n, raw
 
 
 class CompressionProbe:
