@@ -28,6 +28,9 @@ def _frame(rows: int = 20_000) -> pd.DataFrame:
             "key": rng.integers(0, 500, rows),
             "value": rng.random(rows),
             "name": pd.array([f"n{i % 97}" for i in range(rows)], dtype="string"),
+            "kind": pd.Categorical([("a", "b", "c")[i % 3] for i in range(rows)]),
+            "at": pd.date_range("2026-01-01", periods=rows, freq="s"),
+            "count": pd.array([None if i % 11 == 0 else i for i in range(rows)], dtype="Int64"),
         },
         index=pd.RangeIndex(rows, name="row"),
     )

@@ -150,6 +150,19 @@ EXCHANGE_MANAGER_SCHEMA = Schema(
             doc="ZSTD compression level (default 3); only with compression-codec=ZSTD.",
         ),
         Key(
+            "exchange.compression-min-saving",
+            "float",
+            0.2,
+            minimum=0,
+            maximum=0.99,
+            doc="A compressed block is kept only when it is at least this fraction smaller than "
+            "its raw bytes; else the block is stored raw (as Arrow IPC's min_space_savings), and "
+            "after a few such blocks the codec is not even tried for a while. LZ4 compresses "
+            "poorly compressible data at about 500 MB/s a core, so saving a fraction s pays "
+            "only where storage moves less than s x 500 MB/s a stream (100 MB/s at 0.2). "
+            "0 keeps every block that shrinks at all.",
+        ),
+        Key(
             "exchange.encryption-enabled",
             "bool",
             True,
@@ -337,6 +350,7 @@ class ExchangeManagerConfig:
         filesystem_name_explicit: Whether ``exchange-filesystem-type`` was set.
         codec: NONE, LZ4 or ZSTD.
         compression_level: ZSTD level, or None for the codec's default.
+        compression_min_saving: Least fraction a compressed block must save to be kept.
         encryption_enabled: Whether spooled data is encrypted.
         encryption_key_file: Absolute path of the master key file, or None (random keys).
         encryption_key_file_default: The key file is the per-user default (created on use).
@@ -368,6 +382,7 @@ class ExchangeManagerConfig:
     filesystem_name_explicit: bool = False
     codec: str = "LZ4"
     compression_level: int | None = None
+    compression_min_saving: float = 0.2
     encryption_enabled: bool = True
     encryption_key_file: str | None = None
     encryption_key_file_default: bool = False
@@ -454,6 +469,7 @@ class ExchangeManagerConfig:
             filesystem_name_explicit=FILESYSTEM_TYPE in values,
             codec=codec,
             compression_level=level,
+            compression_min_saving=parsed["exchange.compression-min-saving"],
             encryption_enabled=parsed["exchange.encryption-enabled"],
             encryption_key_file=os.path.abspath(key_file) if key_file else None,
             encryption_key_file_default=given_key_file is None,

@@ -23,6 +23,7 @@ def format_options(
     block_size: int = 1 << 20,
     workers: int = 2,
     max_pending_blocks: int = 8,
+    min_saving: float = 0.0,
 ) -> FormatOptions:
     """FormatOptions for one sink or source."""
     return FormatOptions(
@@ -31,4 +32,5 @@ def format_options(
         key=key,
         workers=workers,
         max_pending_blocks=max_pending_blocks,
+        min_saving=min_saving,
     )

@@ -422,6 +422,7 @@ class ExchangeManager:
             max_buffer_size=self._config.sink_max_buffer_size,
             writer_threads=self._config.writer_threads,
             fsync=self._config.sink_fsync_data_files,
+            min_saving=self._config.compression_min_saving,
         )
 
     def _check_instance(self, instance: ExchangeSinkInstanceHandle) -> None:

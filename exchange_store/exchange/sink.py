@@ -104,6 +104,8 @@ class ExchangeSink:
         writer_threads: Encoding threads (``exchange.writer-threads``).
         fsync: Flush data files to stable storage before the commit
             (``exchange.sink-fsync-data-files``); the manifest is always made durable.
+        min_saving: Keep a compressed block only when it is at least this fraction smaller
+            (``exchange.compression-min-saving``).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class ExchangeSink:
         max_buffer_size: int = 64 << 20,
         writer_threads: int = 2,
         fsync: bool = False,
+        min_saving: float = 0.0,
     ) -> None:
         raise_malloc_thresholds()
         self._client = client
@@ -134,6 +137,7 @@ class ExchangeSink:
             # Plain blocks (no codec, no key) are only checksummed: no pool needed.
             workers=0 if instance.codec == "NONE" and instance.key is None else writer_threads,
             max_pending_blocks=max(2, 2 * writer_threads),
+            min_saving=min_saving,
         )
         self._block_size = max(1, instance.block_size)
         self._buffer_limit = max(1, max_buffer_size // 2)

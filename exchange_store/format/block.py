@@ -177,20 +177,25 @@ def encode_plain_block(
 
 
 class CompressionProbe:
-    """Stops trying to compress data that does not shrink, and tries again now and then.
+    """Stops trying to compress data that does not shrink enough, and tries again now and then.
 
-    After ``streak`` blocks in a row that shrank by less than 3%, the next ``skip`` blocks are
-    stored raw without calling the codec (random or already compressed data costs the codec's
-    time for nothing); then one block is tried again. A raw block in a compressed file is
-    ordinary: its header says so. Updated from encoding threads: a lost update only moves a
-    probe by a block.
+    A compressed block is kept only when it is at least ``min_saving`` (a fraction) smaller
+    than its raw section. After ``streak`` blocks in a row that shrank by less than that (or
+    3%, whichever is more), the next ``skip`` blocks are stored raw without calling the codec
+    (random or already compressed data costs the codec's time for nothing); then one block is
+    tried again. A raw block in a compressed file is ordinary: its header says so. Updated
+    from encoding threads: a lost update only moves a probe by a block.
     """
 
-    def __init__(self, streak: int = 4, skip: int = 32) -> None:
+    def __init__(self, streak: int = 4, skip: int = 32, min_saving: float = 0.0) -> None:
+        if not 0.0 <= min_saving < 1.0:
+            raise InvalidArgumentError(f"min_saving must be in [0, 1), got {min_saving!r}")
         self._streak = streak
         self._skip = skip
         self._misses = 0
         self._skipping = 0
+        self.min_saving = min_saving
+        self._worth = 1.0 - max(min_saving, 0.03)
 
     def should_try(self) -> bool:
         """Whether to compress the next block."""
@@ -201,7 +206,7 @@ class CompressionProbe:
 
     def record(self, raw: int, packed: int) -> None:
         """Account one compressed block."""
-        if packed <= raw * 0.97:
+        if packed <= raw * self._worth:
             self._misses = 0
             return
         self._misses += 1
@@ -228,9 +233,11 @@ def encode_block(
     payload: bytes = section
     if not codec.is_identity and section and (probe is None or probe.should_try()):
         packed = codec.compress(section)
+        keep = len(section)
         if probe is not None:
             probe.record(len(section), len(packed))
-        if len(packed) < len(section):
+            keep = min(keep, int(len(section) * (1.0 - probe.min_saving)) + 1)
+        if len(packed) < keep:
             payload = packed
             flags |= BLOCK_COMPRESSED
     if keys.cipher is not None:

@@ -51,6 +51,9 @@ class FormatOptions:
             blocks are compressed; 0 does all work in the calling thread. See :attr:`threads`.
         max_pending_blocks: Blocks handed to the pool and not yet written (back-pressure: the
             writer waits for the oldest one beyond this).
+        min_saving: A compressed block is kept only when it is at least this fraction smaller
+            than its raw bytes (else the block is stored raw, as Arrow IPC's
+            ``min_space_savings``); 0 keeps any block that shrinks at all.
     """
 
     codec: Codec = field(default_factory=Lz4Codec)
@@ -58,6 +61,7 @@ class FormatOptions:
     key: bytes | None = field(default=None, repr=False)
     workers: int = 2
     max_pending_blocks: int = 8
+    min_saving: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.codec, Codec):
@@ -67,6 +71,9 @@ class FormatOptions:
         _check_int(self.block_size, "block_size", 1, MAX_BLOCK_SIZE)
         _check_int(self.workers, "workers", 0, 64)
         _check_int(self.max_pending_blocks, "max_pending_blocks", 1, 4096)
+        m = self.min_saving
+        if isinstance(m, bool) or not isinstance(m, int | float) or not 0.0 <= m < 1.0:
+            raise InvalidArgumentError(f"invalid min_saving {m!r}: must be a number in [0, 1)")
         object.__setattr__(self, "key", check_key(self.key, "encryption key"))
 
     @property

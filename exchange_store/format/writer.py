@@ -107,7 +107,7 @@ class RecordFileWriter:
         self._options = options
         self.file_id = os.urandom(FILE_ID_SIZE)
         self._keys = FileKeys(self.file_id, options.key, check_context(context))
-        self._probe = CompressionProbe()
+        self._probe = CompressionProbe(min_saving=options.min_saving)
         self._header = file_header(self.file_id, options.key is not None)
         self._pool: ThreadPoolExecutor | None = (
             ThreadPoolExecutor(options.threads, thread_name_prefix="xs-format")
