@@ -4,10 +4,12 @@ One LocalCluster (2 worker processes, 1 thread each); a frame of about ``--size-
 shuffled on ``key`` into 64 partitions by Dask's ``p2p`` and ``tasks`` shuffles and by
 :class:`exchange_store.dask.DurableShuffle` (NONE and LZ4 + AES, local spool), each then counted
 (every output partition materialised). With ``--kill``, one worker is SIGKILLed half-way
-through the time of the same method's clean run. Median of ``--repeat`` runs.
+through the time of the same method's clean run, on a fresh cluster warmed by one clean run
+(the nanny restarts the worker; whether it rejoined is reported). Median of ``--repeat``
+runs.
 
     .venv/bin/python bench/bench_dask_shuffle.py [--size-mb 340] [--repeat 3] [--kill] [--s3]
-        [--json]
+        [--compression-min-saving 0.2] [--json]
 
 With ``--s3`` the durable shuffle spools to S3 (a moto server in its own process on loopback,
 as in ``bench_object_store.py``; needs the test extra) instead of a local directory.
@@ -33,6 +35,8 @@ import pandas as pd
 
 import exchange_store as xs
 from exchange_store.dask import DurableShuffle
+
+EXTRA_PROPERTIES: dict[str, str] = {}
 
 
 def make_frame(size_mb: int, partitions: int = 32) -> Any:
@@ -84,6 +88,7 @@ def run_once(
             "exchange.base-directories": spool,
             "exchange.compression-codec": codec,
             "exchange.encryption-enabled": enc,
+            **EXTRA_PROPERTIES,
         }
         if filesystems:
             props["exchange-filesystem-type"] = next(iter(filesystems))
@@ -97,8 +102,42 @@ def run_once(
     elapsed = time.perf_counter() - start
     if killer:
         killer.join()
-        client.wait_for_workers(2, timeout=120)
     return elapsed
+
+
+def _cluster() -> Any:
+    return distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+
+
+def _persisted(size_mb: int) -> Any:
+    ddf = make_frame(size_mb).persist()
+    distributed.wait(ddf)
+    return ddf
+
+
+def killed_run(
+    method: str,
+    size_mb: int,
+    spool: str,
+    kill_after: float,
+    filesystems: dict[str, dict[str, str]] | None,
+) -> tuple[float, bool]:
+    """One run with a worker SIGKILLed, on a cluster of its own (warmed by one clean run).
+
+    Returns the run's time and whether the nanny's restarted worker rejoined within 60 s (a
+    cluster that lost a worker for good never slows the runs after it).
+    """
+    with _cluster() as cluster, distributed.Client(cluster) as client:
+        ddf = _persisted(size_mb)
+        run_once(client, method, ddf, spool, None, filesystems)
+        elapsed = run_once(client, method, ddf, spool, kill_after, filesystems)
+        try:
+            client.wait_for_workers(2, timeout=60)
+        except Exception:
+            return elapsed, False
+        return elapsed, True
 
 
 def main() -> None:
@@ -107,8 +146,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--kill", action="store_true", help="also runs with a SIGKILLed worker")
     parser.add_argument("--s3", action="store_true", help="spool the durable shuffle to S3")
+    parser.add_argument(
+        "--compression-min-saving",
+        default=None,
+        help="exchange.compression-min-saving for the durable shuffle (default: the key's own)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.compression_min_saving is not None:
+        EXTRA_PROPERTIES["exchange.compression-min-saving"] = args.compression_min_saving
     methods = ["p2p", "tasks", "durable NONE", "durable LZ4+AES"]
     rows = []
     filesystems = None
@@ -123,28 +169,33 @@ def main() -> None:
     # 15-minute hang in a map task. Off for every method alike, as the README advises.
     os.environ.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", "False")
     dask.config.set({"distributed.worker.profile.enabled": False})
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-dask-") as local_spool,
-        distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with tempfile.TemporaryDirectory(prefix="bench-dask-") as local_spool:
         spool = "s3://dask/spool" if args.s3 else local_spool
-        ddf = make_frame(args.size_mb).persist()
-        distributed.wait(ddf)
         for method in methods:
-            clean = [
-                run_once(client, method, ddf, spool, None, filesystems) for _ in range(args.repeat)
-            ]
-            row = {"method": method, "clean_s": round(statistics.median(clean), 2)}
-            if args.kill:
-                killed = [
-                    run_once(client, method, ddf, spool, statistics.median(clean) / 2, filesystems)
+            # Clean runs on one cluster per method, from an input spread over both workers;
+            # each killed run on a cluster of its own, so a kill never leaves a lopsided input
+            # or a missing worker to the runs after it.
+            with _cluster() as cluster, distributed.Client(cluster) as client:
+                ddf = _persisted(args.size_mb)
+                clean = [
+                    run_once(client, method, ddf, spool, None, filesystems)
                     for _ in range(args.repeat)
                 ]
-                row["killed_s"] = round(statistics.median(killed), 2)
+            row: dict[str, Any] = {
+                "method": method,
+                "clean_s": round(statistics.median(clean), 2),
+                "clean_runs": [round(t, 2) for t in clean],
+            }
+            if args.kill:
+                after = statistics.median(clean) / 2
+                killed = [
+                    killed_run(method, args.size_mb, spool, after, filesystems)
+                    for _ in range(args.repeat)
+                ]
+                row["killed_s"] = round(statistics.median(t for t, _ in killed), 2)
+                row["killed_runs"] = [round(t, 2) for t, _ in killed]
                 row["kill_cost_s"] = round(row["killed_s"] - row["clean_s"], 2)
+                row["worker_rejoined"] = [ok for _, ok in killed]
             rows.append(row)
     if server is not None:
         server.kill()
@@ -159,8 +210,14 @@ def main() -> None:
         f"{args.size_mb} MiB into 64 partitions, LocalCluster 2 processes, median of {args.repeat}"
     )
     for r in rows:
-        extra = f"  killed {r['killed_s']} s (+{r['kill_cost_s']} s)" if "killed_s" in r else ""
-        print(f"{r['method']:<18} {r['clean_s']:>6} s  p2p/this {r['vs_p2p']:>5}{extra}")
+        extra = (
+            f"  killed {r['killed_s']} s (+{r['kill_cost_s']} s, rejoined {r['worker_rejoined']})"
+            if "killed_s" in r
+            else ""
+        )
+        runs = r["clean_runs"] + r.get("killed_runs", [])
+        head = f"{r['method']:<18} {r['clean_s']:>6} s  p2p/this {r['vs_p2p']:>5}"
+        print(f"{head}{extra}  runs {runs}")
 
 
 if __name__ == "__main__":
