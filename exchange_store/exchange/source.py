@@ -14,6 +14,7 @@ deque the same way, so the per-record cost of ``read()`` and iteration is one
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -43,7 +44,9 @@ __all__ = ["ExchangeSource"]
 _DECODERS = max(2, os.cpu_count() or 2)
 _DECODE_AHEAD_MAX = 16 << 20
 _decoder_pool: ThreadPoolExecutor | None = None
-_decoder_lock = threading.Lock()
+# Reentrant: a source dropped unread is uncounted by __del__, which the collector may run
+# in a thread that holds this lock already.
+_decoder_lock = threading.RLock()
 
 
 # Inline sources that a consumer is reading now (guarded by _decoder_lock). Decoding ahead
@@ -57,7 +60,7 @@ def _forget_decoders() -> None:
     """A forked child has none of its parent's threads: it starts its own pool."""
     global _decoder_pool, _decoder_lock, _reading
     _decoder_pool = None
-    _decoder_lock = threading.Lock()
+    _decoder_lock = threading.RLock()
     _reading = 0
 
 
@@ -269,6 +272,13 @@ class ExchangeSource:
                 work.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __del__(self) -> None:
+        # A source dropped mid-read without close() must not keep counting as a reader.
+        if getattr(self, "_counted", False):
+            self._counted = False
+            with contextlib.suppress(Exception):
+                _count_reader(-1)
 
     def __enter__(self) -> ExchangeSource:
         return self
