@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Sequence
 from itertools import accumulate, pairwise
@@ -39,6 +40,7 @@ __all__ = [
     "decode_block_view",
     "encode_block",
     "encode_plain_block",
+    "reader_keys",
     "record_table",
 ]
 
@@ -102,6 +104,17 @@ class FileKeys:
 
     def __repr__(self) -> str:
         return f"FileKeys(file_id={self.file_id.hex()}, encrypted={self.cipher is not None})"
+
+
+@functools.lru_cache(maxsize=4096)
+def reader_keys(file_id: bytes, key: bytes | None, context: bytes) -> FileKeys:
+    """The FileKeys of a file being read, derived once per process and file.
+
+    Every partition of a file is read by its own source, so the same file's subkey would
+    otherwise be derived (HKDF) once per partition. FileKeys are immutable after creation and
+    AESGCM is thread-safe, so one object serves every reader.
+    """
+    return FileKeys(file_id, key, context)
 
 
 def _nbytes(record: object) -> int:

@@ -22,6 +22,7 @@ from exchange_store.format.block import (
     check_context,
     check_file_id,
     decode_block_view,
+    reader_keys,
 )
 from exchange_store.format.model import BlockRef, FileSummary, FormatOptions, decode_blocks
 from exchange_store.format.structs import (
@@ -86,7 +87,7 @@ def decode_block(
     Raises:
         IntegrityError: the bytes are not that block of that file under that key and context.
     """
-    keys = FileKeys(check_file_id(file_id), _check_options(options).key, check_context(context))
+    keys = reader_keys(check_file_id(file_id), _check_options(options).key, check_context(context))
     view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
     return decode_block_view(view, ref, keys, options.codec, where)
 
@@ -212,7 +213,7 @@ def read_partition_blocks(
     Each list holds every record of one block, checked as a whole before it is returned.
     Arguments are checked at once; reading happens as the iterator is consumed.
     """
-    keys = FileKeys(check_file_id(file_id), _check_options(options).key, check_context(context))
+    keys = reader_keys(check_file_id(file_id), _check_options(options).key, check_context(context))
     _check_read_args(max_coalesce, max_gap, readahead)
     refs = tuple(blocks)
     for ref in refs:
@@ -253,7 +254,7 @@ def read_copied_blocks(
     by_offset: dict[int, FileKeys] = {}
     refs: list[BlockRef] = []
     for file_id, context, blocks in pieces:
-        keys = FileKeys(check_file_id(file_id), key, check_context(context))
+        keys = reader_keys(check_file_id(file_id), key, check_context(context))
         for ref in blocks:
             if not isinstance(ref, BlockRef):
                 raise InvalidArgumentError(f"blocks must be BlockRef, got {ref!r}")
@@ -374,7 +375,7 @@ def _open(client: RangeReader, path: str, options: FormatOptions, context: bytes
         body = tail[tail_len - TRAILER_SIZE - body_len : tail_len - TRAILER_SIZE]
     else:
         body = _read_exact(client, path, body_start, body_len)
-    keys = FileKeys(file_id, options.key, context)
+    keys = reader_keys(file_id, options.key, context)
     head = bytes(trailer[:24])
     expect_crc, expect_tag = footer_auth(keys, header, head, body)
     if expect_crc != stored_crc:
