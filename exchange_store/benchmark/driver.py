@@ -29,6 +29,7 @@ from exchange_store.benchmark.counting import CountingFileSystemClient
 from exchange_store.benchmark.data import BenchData
 from exchange_store.benchmark.harness import median_by, ratio
 from exchange_store.benchmark.results import (
+    BatchedProgress,
     BenchResult,
     Measure,
     Progress,
@@ -221,9 +222,11 @@ def run_bench(
     counting = client if isinstance(client, CountingFileSystemClient) else None
     counting = counting or CountingFileSystemClient(client, latency=config.latency)
     runs: dict[str, list[BenchResult]] = {}
+    batched = BatchedProgress(progress)
     for _ in range(max(1, config.repeat)):
-        for row in _one_pass(config, counting, bases, data, exchange_properties, progress):
+        for row in _one_pass(config, counting, bases, data, exchange_properties, batched):
             runs.setdefault(row.name, []).append(row)
+        batched.flush()
     rows = [_median(rs) for rs in runs.values()]
     plain = rows[0]
     return [_with_ratios(r, plain) for r in rows]

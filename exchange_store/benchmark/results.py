@@ -5,6 +5,7 @@ Shared by the exchange run (:mod:`.driver`) and the baselines (:mod:`.baselines`
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,7 @@ from exchange_store.benchmark.memory import current_rss, peak_rss, reset_peak_rs
 
 __all__ = [
     "MB",
+    "BatchedProgress",
     "BenchResult",
     "Measure",
     "Progress",
@@ -32,6 +34,45 @@ Progress = Callable[[str, int], None]
 def no_progress(_what: str, _advance: int) -> None:
     """A progress callback that shows nothing."""
     return None
+
+
+class BatchedProgress:
+    """Hands ``progress`` one call per ``step`` bytes of a phase and thread, not one per record.
+
+    A progress bar's update takes a lock and reads the clock; called for every 64 KiB record
+    from 4 threads it halved the plain I/O baseline's measured write speed (1.3 against 2.6
+    GB/s), so the bench measured the bar. Each thread adds up its own bytes without a lock.
+    """
+
+    def __init__(self, progress: Progress, step: int = 8 << 20) -> None:
+        self._progress = progress
+        self._step = step
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[dict[str, int]] = []
+
+    def __call__(self, what: str, advance: int) -> None:
+        """Add ``advance`` bytes to ``what``; passes them on once a step is full."""
+        counts: dict[str, int] | None = getattr(self._local, "counts", None)
+        if counts is None:
+            counts = self._local.counts = {}
+            with self._lock:
+                self._all.append(counts)
+        total = counts.get(what, 0) + advance
+        if total >= self._step:
+            counts[what] = 0
+            self._progress(what, total)
+        else:
+            counts[what] = total
+
+    def flush(self) -> None:
+        """Report what every thread has added up since its last call (after a phase ends)."""
+        with self._lock:
+            pending = [(w, n) for counts in self._all for w, n in counts.items() if n]
+            for counts in self._all:
+                counts.clear()
+        for what, n in pending:
+            self._progress(what, n)
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,3 +196,37 @@ def test_bench_on_s3(
     assert all(r["verified"] for r in report["results"])
     assert main(["ls", "--etc", str(etc), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["exchanges"] == []  # the bench cleaned up
+
+
+def test_batched_progress_passes_steps_and_flushes_the_rest() -> None:
+    import threading
+
+    from exchange_store.benchmark.results import BatchedProgress
+
+    seen: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def progress(what: str, n: int) -> None:
+        with lock:
+            seen.append((what, n))
+
+    batched = BatchedProgress(progress, step=100)
+
+    def work() -> None:
+        for _ in range(25):
+            batched("write", 10)  # 250 bytes: two calls of 100 each, 50 left over
+        batched("read", 7)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen.count(("write", 100)) == 6 and len(seen) == 6
+    batched.flush()
+    totals: dict[str, int] = {}
+    for what, n in seen:
+        totals[what] = totals.get(what, 0) + n
+    assert totals == {"write": 750, "read": 21}
+    batched.flush()  # nothing left: nothing more reported
+    assert sum(n for _, n in seen) == 771
