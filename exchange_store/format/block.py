@@ -207,7 +207,7 @@ class CompressionProbe:
         self._skip = skip
         self._misses = 0
         self._skipping = 0
-        self.min_saving = min_saving
+        self._keep = 1.0 - min_saving
         self._worth = 1.0 - max(min_saving, 0.03)
 
     def should_try(self) -> bool:
@@ -217,15 +217,16 @@ class CompressionProbe:
             return False
         return True
 
-    def record(self, raw: int, packed: int) -> None:
-        """Account one compressed block."""
+    def record(self, raw: int, packed: int) -> bool:
+        """Account one compressed block; whether its compressed form is worth keeping."""
         if packed <= raw * self._worth:
             self._misses = 0
-            return
-        self._misses += 1
-        if self._misses >= self._streak:
-            self._misses = 0
-            self._skipping = self._skip
+        else:
+            self._misses += 1
+            if self._misses >= self._streak:
+                self._misses = 0
+                self._skipping = self._skip
+        return packed < raw and packed <= raw * self._keep
 
 
 def encode_block(
@@ -246,11 +247,11 @@ def encode_block(
     payload: bytes = section
     if not codec.is_identity and section and (probe is None or probe.should_try()):
         packed = codec.compress(section)
-        keep = len(section)
-        if probe is not None:
+        if (
             probe.record(len(section), len(packed))
-            keep = min(keep, int(len(section) * (1.0 - probe.min_saving)) + 1)
-        if len(packed) < keep:
+            if probe is not None
+            else len(packed) < len(section)
+        ):
             payload = packed
             flags |= BLOCK_COMPRESSED
     if keys.cipher is not None:
