@@ -119,7 +119,6 @@ class ExchangeSource:
         inline: bool = False,
     ) -> None:
         raise_malloc_thresholds()
-        self._inline = inline
         self._queued: deque[Unit] = deque()
         self._lineup: deque[tuple[ExchangeSourceHandle, tuple[SourceFile, ...], Any]] = deque()
         self._current: _Current | None = None

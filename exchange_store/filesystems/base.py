@@ -61,7 +61,7 @@ class OutputStream(Protocol):
 
     # Optional: ``write_parts(parts) -> int`` appends several buffers in one gathered write
     # (``os.writev`` on a local disk), so a writer need not join them first; use
-    # :func:`write_parts`, which falls back to one joined ``write`` where it is missing.
+    # :func:`write_parts`, which falls back to one ``write`` per part where it is missing.
 
     def abort(self) -> None:
         """Discard the file; nothing is left at its path (S3: the multipart upload is aborted)."""
