@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sched_tasks import Gen, Sum, config, files_under, read_runs
@@ -132,54 +135,50 @@ def test_demo_command_wrong_policy_none_fails(tmp_path: Path, monkeypatch, capsy
     assert "query failed" in out
 
 
-def test_dask_executor_on_local_cluster(storage, log_dir) -> None:
+@contextlib.contextmanager
+def _users_cluster() -> Iterator[tuple[Any, Any]]:
+    """A LocalCluster of 2 worker processes that the user brings, and a DaskExecutor on it."""
     pytest.importorskip("distributed")
     from distributed import Client, LocalCluster
 
     from exchange_store.scheduler.executors import DaskExecutor
 
-    faults = {("sum", 1, 0, 0): "storage"}
     cluster = LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     try:
         with Client(cluster) as client, DaskExecutor(2, client=client) as executor:
-            assert executor.slots == 2
-            runner = QueryRunner(config("TASK", "dask"), storage, executor=executor)
-            result = runner.run(three_stage(log_dir, faults))
-            assert result.rows == [str(EXPECTED).encode()]
-            assert result.runs_by_task()["sum", 1] == 2
-            # tasks ran in the cluster's worker processes, not here
-            pids = {r[-1] for r in read_runs(log_dir, pids=True)}
-            assert os.getpid() not in pids
-            worker_pids = set(client.run(os.getpid).values())
-            assert pids and pids <= worker_pids
+            yield client, executor
     finally:
         cluster.close()
+
+
+def test_dask_executor_on_local_cluster(storage, log_dir) -> None:
+    faults = {("sum", 1, 0, 0): "storage"}
+    with _users_cluster() as (client, executor):
+        assert executor.slots == 2
+        runner = QueryRunner(config("TASK", "dask"), storage, executor=executor)
+        result = runner.run(three_stage(log_dir, faults))
+        assert result.rows == [str(EXPECTED).encode()]
+        assert result.runs_by_task()["sum", 1] == 2
+        # tasks ran in the cluster's worker processes, not here
+        pids = {r[-1] for r in read_runs(log_dir, pids=True)}
+        assert os.getpid() not in pids
+        worker_pids = set(client.run(os.getpid).values())
+        assert pids and pids <= worker_pids
 
 
 def test_dask_cluster_the_user_brings_fails_a_lost_attempt_at_once(storage, log_dir) -> None:
     """Dask's own allowed-failures (3 by default) would run the killed attempt again, and
     again; the executor fails it at once instead and the runner retries with a new attempt."""
-    pytest.importorskip("distributed")
-    from distributed import Client, LocalCluster
-
-    from exchange_store.scheduler.executors import DaskExecutor
-
     faults = {("gen", 2, 0, 0): "kill"}
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
-    )
-    try:
-        with Client(cluster) as client, DaskExecutor(2, client=client) as executor:
-            runner = QueryRunner(config("TASK", "dask"), storage, executor=executor)
-            result = runner.run(three_stage(log_dir, faults))
-        assert result.rows == [str(EXPECTED).encode()]
-        gen2 = [a for a in result.attempts if (a.stage_id, a.task_id) == ("gen", 2)]
-        assert [a.attempt_id for a in gen2] == [0, 1]
-        assert gen2[0].status == "failed" and "lost" in gen2[0].error
-        # Attempt 0 ran once: its re-run by Dask stopped before the task (no second log line).
-        runs = Counter(read_runs(log_dir))
-        assert runs[0, "gen", 2, 0] == 1
-    finally:
-        cluster.close()
+    with _users_cluster() as (_, executor):
+        runner = QueryRunner(config("TASK", "dask"), storage, executor=executor)
+        result = runner.run(three_stage(log_dir, faults))
+    assert result.rows == [str(EXPECTED).encode()]
+    gen2 = [a for a in result.attempts if (a.stage_id, a.task_id) == ("gen", 2)]
+    assert [a.attempt_id for a in gen2] == [0, 1]
+    assert gen2[0].status == "failed" and "lost" in gen2[0].error
+    # Attempt 0 ran once: its re-run by Dask stopped before the task (no second log line).
+    runs = Counter(read_runs(log_dir))
+    assert runs[0, "gen", 2, 0] == 1
