@@ -9,6 +9,7 @@ travels only by pickling to the worker that needs it and is never written to sto
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -214,9 +215,18 @@ class SourceFile:
 
 
 def _data_file_path(base_directories: Sequence[str], q: str, e: str, f: SourceFile) -> str:
-    base = base_directory_for(base_directories, f.task_partition_id)
-    directory = run_dir(attempt_dir(base, q, e, f.task_partition_id, f.attempt_id), f.run_id)
-    return data_file_path(directory, f.file_index)
+    return _data_file_place(
+        tuple(base_directories), q, e, f.task_partition_id, f.attempt_id, f.run_id, f.file_index
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _data_file_place(
+    base_directories: tuple[str, ...], q: str, e: str, tp: int, attempt: int, run: str, index: int
+) -> str:
+    """The path of a data file named by its ids (every partition's handle names each file)."""
+    base = base_directory_for(base_directories, tp)
+    return data_file_path(run_dir(attempt_dir(base, q, e, tp, attempt), run), index)
 
 
 def pack_source_files(
@@ -268,9 +278,8 @@ def _unpack(handle: ExchangeSourceHandle) -> tuple[SourceFile, ...]:
             if len(file_id) != 16:
                 raise IntegrityError(f"{what}: cut short")
             blocks, pos = decode_blocks(data, pos + 24, what)
-            base = base_directory_for(handle.base_directories, tp)
             path = (
-                data_file_path(run_dir(attempt_dir(base, q, e, tp, attempt), run), index)
+                _data_file_place(tuple(handle.base_directories), q, e, tp, attempt, run, index)
                 if location == 0
                 else handle.locations[location - 1]
             )

@@ -56,6 +56,7 @@ __all__ = ["KEY_SIZE", "ExchangeManager"]
 _log = logging.getLogger(__name__)
 KEY_SIZE = 32
 _OBJECT_STORE_MAX_GAP = 1 << 20
+_CORES = max(2, os.cpu_count() or 2)  # os.cpu_count() reads /sys: once per process
 
 
 def _master_key(config: ExchangeManagerConfig, environ: Mapping[str, str] | None) -> bytes | None:
@@ -475,7 +476,7 @@ class ExchangeManager:
         if self._client.scheme == "file":
             # Page-cache reads are CPU-bound: threads beyond the cores only fight over the GIL
             # (measured on 2 cores: 4 threads read warm data 15-25% slower than 2, cold the same).
-            readers = min(readers, max(2, os.cpu_count() or 2))
+            readers = min(readers, _CORES)
         return ExchangeSource(
             self._client,
             handles,

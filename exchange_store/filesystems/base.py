@@ -45,6 +45,8 @@ T = TypeVar("T")
 
 DEFAULT_MAX_RETRIES = 5
 _TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ECONNRESET})
+# How many checked paths a client remembers (cleared when full; a path is ~100 bytes).
+_CHECKED_PATHS = 4096
 
 
 @runtime_checkable
@@ -201,6 +203,8 @@ class FileSystemClient(ABC):
             raise InvalidArgumentError("a filesystem client needs at least one base directory")
         self.roots: tuple[str, ...] = tuple(self._normalize(r) for r in roots)
         self.max_retries = max_retries
+        # Paths already checked, normalized (readers check the same few files per block).
+        self._checked: dict[str, str] = {}
         # Capped exponential back-off plus jitter (wait_exponential_jitter's ``initial`` is
         # deprecated in tenacity 9 and its ``multiplier`` missing from 8).
         self.retry_wait: tenacity.wait.wait_base = tenacity.wait_exponential(
@@ -434,11 +438,17 @@ class FileSystemClient(ABC):
         Raises:
             InvalidArgumentError: the path is outside every root or contains ``..``.
         """
+        checked = self._checked.get(path)
+        if checked is not None:
+            return checked
         norm = self._normalize(path)
         if any(seg == ".." for seg in path.split("/")):
             raise InvalidArgumentError(f"path {path!r} contains '..'")
         for root in self.roots:
             if norm == root or norm.startswith(root.rstrip("/") + "/"):
+                if len(self._checked) >= _CHECKED_PATHS:
+                    self._checked.clear()
+                self._checked[path] = norm
                 return norm
         raise InvalidArgumentError(
             f"path {path!r} is outside the base directories {', '.join(self.roots)}"

@@ -237,3 +237,22 @@ def test_write_parts_gathers_more_parts_than_iov_max_and_finishes_partial_writes
         stream.write(b"tail")
     assert (tmp_path / "f").read_bytes() == b"head" + b"".join(parts) + b"tail"
     assert len(takes) > 1 and max(takes) <= 1000
+
+
+def test_checked_paths_are_remembered_without_letting_others_through(
+    tmp_path: pathlib.Path,
+) -> None:
+    root = tmp_path / "root"
+    client = LocalFileSystemClient([str(root)])
+    inside = f"{root}/q/e//data-0.xsf"
+    assert client.check_path(inside) == f"{root}/q/e/data-0.xsf"
+    assert client.check_path(inside) == f"{root}/q/e/data-0.xsf"  # remembered, same answer
+    for bad in (f"{root}-other/x", f"{root}/q/../../x", str(tmp_path)):
+        with pytest.raises(InvalidArgumentError):
+            client.check_path(bad)
+    # More distinct paths than it remembers: still every one checked right.
+    for i in range(5000):
+        assert client.check_path(f"{root}/p/{i}") == f"{root}/p/{i}"
+    with pytest.raises(InvalidArgumentError):
+        client.check_path(f"{root}/../escape")
+    assert client.check_path(inside) == f"{root}/q/e/data-0.xsf"
