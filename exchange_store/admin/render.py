@@ -39,7 +39,7 @@ def human_size(n: int | float) -> str:
 def console(stderr: bool = False) -> Console:
     """A console on the current stdout/stderr (tests capture them), never wrapping narrowly."""
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 160
+    width = None if stream.isatty() else 200
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
 
 

@@ -17,6 +17,7 @@ RSS high-water mark during each run (:mod:`.memory`).
 from __future__ import annotations
 
 import os
+import statistics
 import time
 import uuid
 import zlib
@@ -224,17 +225,30 @@ def run_bench(
     runs: dict[str, list[BenchResult]] = {}
     batched = BatchedProgress(progress)
     for _ in range(max(1, config.repeat)):
-        for row in _one_pass(config, counting, bases, data, exchange_properties, batched):
+        rows = _one_pass(config, counting, bases, data, exchange_properties, batched)
+        for row in _with_ratios(rows):
             runs.setdefault(row.name, []).append(row)
         batched.flush()
-    rows = [_median(rs) for rs in runs.values()]
-    plain = rows[0]
-    return [_with_ratios(r, plain) for r in rows]
+    return [_median(rs) for rs in runs.values()]
+
+
+_RATIOS = (
+    "write_vs_plain",
+    "read_vs_plain",
+    "total_vs_plain",
+    "write_vs_bare",
+    "read_vs_bare",
+)
 
 
 def _median(rows: list[BenchResult]) -> BenchResult:
+    """The median pass of a row (by total time), with every ratio the median of the passes'."""
     chosen = median_by(rows, lambda r: r.write_seconds + r.read_seconds)
-    return replace(chosen, verified=all(r.verified for r in rows))
+    ratios = {}
+    for name in _RATIOS:
+        values = [v for r in rows if (v := getattr(r, name)) is not None]
+        ratios[name] = round(statistics.median(values), 3) if values else None
+    return replace(chosen, verified=all(r.verified for r in rows), **ratios)
 
 
 def _one_pass(
@@ -283,13 +297,27 @@ def _one_pass(
     return rows
 
 
-def _with_ratios(row: BenchResult, plain: BenchResult) -> BenchResult:
-    # Rates, not times: the exchange's MB/s over plain I/O's.
-    return replace(
-        row,
-        write_vs_plain=ratio(row.write_mb_s, plain.write_mb_s),
-        read_vs_plain=ratio(row.read_mb_s, plain.read_mb_s),
-        total_vs_plain=ratio(
-            plain.write_seconds + plain.read_seconds, row.write_seconds + row.read_seconds
-        ),
-    )
+def _with_ratios(rows: list[BenchResult]) -> list[BenchResult]:
+    """One pass's rows with their ratios against that pass's plain I/O and bare codec rows.
+
+    Rates, not times: a row's MB/s over the baseline's.
+    """
+    plain = rows[0]
+    bare = {(r.codec, r.encryption): r for r in rows if r.kind == "bare-codec"}
+    out = []
+    for row in rows:
+        floor = bare.get((row.codec, row.encryption)) if row.kind == "exchange" else None
+        out.append(
+            replace(
+                row,
+                write_vs_plain=ratio(row.write_mb_s, plain.write_mb_s),
+                read_vs_plain=ratio(row.read_mb_s, plain.read_mb_s),
+                total_vs_plain=ratio(
+                    plain.write_seconds + plain.read_seconds,
+                    row.write_seconds + row.read_seconds,
+                ),
+                write_vs_bare=None if floor is None else ratio(row.write_mb_s, floor.write_mb_s),
+                read_vs_bare=None if floor is None else ratio(row.read_mb_s, floor.read_mb_s),
+            )
+        )
+    return out

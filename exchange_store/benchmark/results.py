@@ -108,6 +108,13 @@ class BenchResult:
         gets_per_partition: read_gets / output partitions.
         bytes_per_get: Bytes per read request (0 without requests).
         total_vs_plain: plain (write + read) seconds over these (write + read) seconds.
+        write_vs_bare: An exchange row's write MB/s over the bare codec + cipher row of the
+            same codec and encryption (None for other rows).
+        read_vs_bare: The same for reads.
+
+    With several passes, each ratio is the median of every pass's own ratio: both sides of a
+    ratio are measured in the same pass, seconds apart, so a slow spell of the machine in one
+    pass does not decide it.
     """
 
     name: str
@@ -137,6 +144,8 @@ class BenchResult:
     gets_per_partition: float | None = None
     bytes_per_get: float | None = None
     total_vs_plain: float | None = None
+    write_vs_bare: float | None = None
+    read_vs_bare: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""

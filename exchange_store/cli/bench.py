@@ -91,7 +91,11 @@ def register(subparsers: Any) -> None:
         help="tasks (and partition readers) running at once",
     )
     p.add_argument(
-        "--repeat", type=_positive, default=1, help="runs of everything; rows show the median"
+        "--repeat",
+        type=_positive,
+        default=3,
+        help="runs of everything (default: 3); rows show the median run, ratios the median of"
+        " the runs' own ratios",
     )
     p.add_argument(
         "--latency",
@@ -230,6 +234,8 @@ def _print_table(rows: list[BenchResult], config: BenchConfig, roots: tuple[str,
         "w/plain",
         "r/plain",
         "w+r/plain",
+        "w/bare",
+        "r/bare",
         "GETs/part",
         "B/GET",
         "ratio",
@@ -238,7 +244,10 @@ def _print_table(rows: list[BenchResult], config: BenchConfig, roots: tuple[str,
         "peak RSS",
         "ok",
     ):
-        table.add_column(col, justify="left" if col == "run" else "right")
+        if col == "run":  # the row names stay whole; numbers give way on narrow terminals
+            table.add_column(col, no_wrap=True, min_width=max(len(r.name) for r in rows))
+        else:
+            table.add_column(col, justify="right")
     for r in rows:
         table.add_row(
             r.name,
@@ -247,6 +256,8 @@ def _print_table(rows: list[BenchResult], config: BenchConfig, roots: tuple[str,
             _fmt(r.write_vs_plain),
             _fmt(r.read_vs_plain),
             _fmt(r.total_vs_plain),
+            _fmt(r.write_vs_bare),
+            _fmt(r.read_vs_bare),
             _fmt(r.gets_per_partition, 1),
             human_size(int(r.bytes_per_get)) if r.bytes_per_get else "-",
             _fmt(r.compression_ratio),

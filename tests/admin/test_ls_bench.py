@@ -92,9 +92,12 @@ def test_bench_json_reports_every_field(
     assert len(rows) == 1 + 3 * 2 * 2
     names = {r["name"] for r in rows}
     assert {"plain I/O", "exchange LZ4+AES", "bare ZSTD", "exchange NONE"} <= names
+    vs_bare = {"write_vs_bare", "read_vs_bare"}
     for row in rows:
         assert set(row) == fields
-        assert all(row[f] is not None for f in fields), row
+        assert all(row[f] is not None for f in fields - vs_bare), row
+        # Only exchange rows have a bare codec + cipher floor of their own.
+        assert all((row[f] is not None) == (row["kind"] == "exchange") for f in vs_bare), row
         assert row["verified"] and row["raw_bytes"] == 4 << 20
         assert row["write_mb_s"] > 0 and row["read_mb_s"] > 0 and row["peak_rss_mb"] > 0
     ex = next(r for r in rows if r["name"] == "exchange ZSTD")
@@ -230,3 +233,41 @@ def test_batched_progress_passes_steps_and_flushes_the_rest() -> None:
     assert totals == {"write": 750, "read": 21}
     batched.flush()  # nothing left: nothing more reported
     assert sum(n for _, n in seen) == 771
+
+
+def _row(name: str, kind: str, write_s: float, read_s: float) -> BenchResult:
+    from exchange_store.benchmark.results import Measure, result
+
+    data = generate(64 << 10, 1, 1, record_size=16 << 10)
+    m = Measure(write_seconds=write_s, read_seconds=read_s, stored=data.total_bytes, files=1)
+    m.verified = True
+    return result(name, kind, "LZ4", True, data, m, 1)
+
+
+def test_bench_ratios_are_medians_of_each_passs_own_ratios(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow spell in one pass slows both sides of that pass: it must not decide a ratio."""
+    from exchange_store.benchmark import driver
+
+    # Per pass: (plain, exchange, bare) write seconds; reads take twice as long.
+    passes = iter([(0.002, 0.004, 0.002), (0.008, 0.016, 0.008), (0.002, 0.004, 0.002)])
+
+    def one_pass(*args: object) -> list[BenchResult]:
+        plain, ex, bare = next(passes)
+        return [
+            _row("plain I/O", "plain-io", plain, 2 * plain),
+            _row("exchange LZ4+AES", "exchange", ex, 2 * ex),
+            _row("bare LZ4+AES", "bare-codec", bare, 2 * bare),
+        ]
+
+    monkeypatch.setattr(driver, "_one_pass", one_pass)
+    config = driver.BenchConfig(size=64 << 10, codecs=("LZ4",), encryption=(True,), repeat=3)
+    rows = driver.run_bench(config, LocalFileSystemClient(["/unused"]), ["/unused"], None)  # type: ignore[arg-type]
+    plain, ex, bare = rows
+    assert plain.write_vs_plain == 1.0 and plain.write_vs_bare is None
+    # Every pass: the exchange takes twice plain's and the bare codec's time.
+    assert ex.write_vs_plain == ex.read_vs_plain == ex.total_vs_plain == 0.5
+    assert ex.write_vs_bare == ex.read_vs_bare == 0.5
+    assert bare.write_vs_plain == 1.0 and bare.read_vs_bare is None
+    assert ex.write_seconds == 0.004  # the median pass's own figures
