@@ -244,7 +244,7 @@ _RATIOS = (
 def _median(rows: list[BenchResult]) -> BenchResult:
     """The median pass of a row (by total time), with every ratio the median of the passes'."""
     chosen = median_by(rows, lambda r: r.write_seconds + r.read_seconds)
-    ratios = {}
+    ratios: dict[str, Any] = {}
     for name in _RATIOS:
         values = [v for r in rows if (v := getattr(r, name)) is not None]
         ratios[name] = round(statistics.median(values), 3) if values else None
