@@ -449,7 +449,10 @@ class ExchangeSink:
                 return
             with self._cond:
                 self._inflight = max(0, self._inflight - size)
-                self._cond.notify_all()
+                # Wake a waiting add() only once half the budget is free (or nothing is left),
+                # not after every block: each wake-up costs the writer a GIL hand-off.
+                if not self._queue or self._inflight <= self._inflight_limit // 2:
+                    self._cond.notify_all()
 
     def _write_block(self, partition: int, records: list[Record]) -> None:
         writer = self._writer
