@@ -6,7 +6,12 @@
 * ``dask``: ``dask.dataframe`` ``shuffle`` on the partition column, ``tasks`` and ``p2p``
   methods, on a local distributed cluster (skipped when dask[dataframe] is missing).
 
-Usage: ``python bench/bench_peers.py [--size 256MB] [--tasks 8] [--partitions 64] [--json]``
+The local runs (plain I/O, exchange, Arrow IPC) are repeated ``--repeat`` times (default 3),
+each round in the opposite order of the one before; every row shows its median read and its
+median write. The Dask shuffles run once.
+
+Usage: ``python bench/bench_peers.py [--size 256MB] [--tasks 8] [--partitions 64] [--repeat 3]
+[--json]``
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 import zlib
@@ -57,6 +63,17 @@ def _row(
         "verified": ok,
         "note": note,
     }
+
+
+def _median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of several rounds: the median read and write rates, verified only if all were."""
+    row = dict(runs[-1])
+    for key in ("write_mb_s", "read_mb_s"):
+        row[key] = round(statistics.median(r[key] for r in runs), 1)
+    row["total_s"] = round(statistics.median(r["total_s"] for r in runs), 3)
+    row["verified"] = all(r["verified"] for r in runs)
+    row["rounds"] = len(runs)
+    return row
 
 
 def arrow_ipc(
@@ -189,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--base-dir", default=None, help="local directory (default: a temp dir)")
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the local runs (median)")
     ap.add_argument("--no-dask", action="store_true")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -223,12 +241,21 @@ def main(argv: list[str] | None = None) -> int:
             r.name, data, r.write_seconds, r.read_seconds, r.stored_bytes, r.files, r.verified
         )
 
-    add(plain)
-    add(lambda: ours("NONE", False))
-    add(lambda: ours("LZ4", False))
-    add(lambda: ours("LZ4", True))
-    add(lambda: arrow_ipc(data, os.path.join(base, "ipc-none"), None, args.concurrency))
-    add(lambda: arrow_ipc(data, os.path.join(base, "ipc-lz4"), "lz4", args.concurrency))
+    local: list[Callable[[], dict[str, Any]]] = [
+        plain,
+        lambda: ours("NONE", False),
+        lambda: ours("LZ4", False),
+        lambda: ours("LZ4", True),
+        lambda: arrow_ipc(data, os.path.join(base, "ipc-none"), None, args.concurrency),
+        lambda: arrow_ipc(data, os.path.join(base, "ipc-lz4"), "lz4", args.concurrency),
+    ]
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for r in range(max(1, args.repeat)):
+        for fn in local if r % 2 == 0 else local[::-1]:
+            row = fn()
+            rounds.setdefault(row["name"], []).append(row)
+    for runs in rounds.values():
+        add(lambda runs=runs: _median_row(runs))  # type: ignore[misc]
     if not args.no_dask:
         workers = max(2, min(4, os.cpu_count() or 2))
         for method in ("tasks", "p2p"):
