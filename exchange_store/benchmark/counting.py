@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
-from exchange_store.filesystems.base import FileSystemClient, OutputStream, write_parts
+from exchange_store.filesystems.base import FileSystemClient, OutputStream
 from exchange_store.filesystems.forwarding import ForwardingFileSystemClient
 
 __all__ = ["CountingFileSystemClient"]
@@ -29,11 +29,6 @@ class _CountingStream:
     def write(self, data: bytes | bytearray | memoryview, /) -> int:
         self._owner.count("stream_write", len(data))
         return self._inner.write(data)
-
-    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> int:
-        n = write_parts(self._inner, parts)
-        self._owner.count("stream_write", n)
-        return n
 
     def close(self) -> None:
         self._owner.count("stream_close")

@@ -38,7 +38,6 @@ __all__ = [
     "OutputStream",
     "is_transient",
     "join",
-    "write_parts",
 ]
 
 T = TypeVar("T")
@@ -60,10 +59,6 @@ class OutputStream(Protocol):
     def close(self) -> None:
         """Complete the file: durable and visible at its path when this returns."""
         ...
-
-    # Optional: ``write_parts(parts) -> int`` appends several buffers in one gathered write
-    # (``os.writev`` on a local disk), so a writer need not join them first; use
-    # :func:`write_parts`, which falls back to one ``write`` per part where it is missing.
 
     def abort(self) -> None:
         """Discard the file; nothing is left at its path (S3: the multipart upload is aborted)."""
@@ -113,25 +108,6 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
 
 
-def write_parts(stream: object, parts: Sequence[bytes | bytearray | memoryview]) -> int:
-    """Append ``parts`` to ``stream`` in order: one gathered write where the stream has one.
-
-    Streams without ``write_parts`` get one ``write`` per part (joining them first would copy
-    every byte once more).
-
-    Returns:
-        The number of bytes written.
-    """
-    gathered = getattr(stream, "write_parts", None)
-    if gathered is not None:
-        return int(gathered(parts))
-    total = 0
-    for part in parts:
-        stream.write(part)  # type: ignore[attr-defined]
-        total += memoryview(part).nbytes
-    return total
-
-
 class _CheckedStream:
     """Wraps a backend stream so its failures become StorageError naming the path."""
 
@@ -147,14 +123,6 @@ class _CheckedStream:
         except BaseException as exc:
             raise self._client._translate("write", self._path, exc) from exc
         self.bytes_written += len(data)
-        return n
-
-    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> int:
-        try:
-            n = write_parts(self._inner, parts)
-        except BaseException as exc:
-            raise self._client._translate("write", self._path, exc) from exc
-        self.bytes_written += n
         return n
 
     def close(self) -> None:

@@ -38,7 +38,6 @@ __all__ = ["PARTIAL_SUFFIX", "LocalFileSystemClient"]
 
 PARTIAL_SUFFIX = ".partial"
 _FILE_PREFIX = "file://"
-_IOV_MAX = 1024  # the POSIX minimum of IOV_MAX; Linux has exactly this
 
 
 def _temp_name(native: str) -> str:
@@ -116,25 +115,6 @@ class _LocalOutputStream:
             raise ValueError(f"write to a closed stream for {self._native}")
         self._file.write(data)
         return len(data)
-
-    def write_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> int:
-        """Append ``parts`` with ``os.writev`` (no joined copy), at most IOV_MAX at a time."""
-        if self._file is None:
-            raise ValueError(f"write to a closed stream for {self._native}")
-        self._file.flush()
-        fd = self._file.fileno()
-        total = 0
-        views = [memoryview(p).cast("B") for p in parts]
-        i = 0
-        while i < len(views):
-            n = os.writev(fd, views[i : i + _IOV_MAX])
-            total += n
-            while i < len(views) and n >= views[i].nbytes:  # skip what was written
-                n -= views[i].nbytes
-                i += 1
-            if n:  # a partial write: the rest of that buffer goes first next time
-                views[i] = views[i][n:]
-        return total
 
     def close(self) -> None:
         if self._done:

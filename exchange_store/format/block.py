@@ -39,7 +39,6 @@ __all__ = [
     "check_context",
     "decode_block_view",
     "encode_block",
-    "encode_plain_block",
     "reader_keys",
     "record_table",
 ]
@@ -50,8 +49,6 @@ _BYTES_TYPES = frozenset((bytes, bytearray))
 # Uncompressed encrypted blocks whose records average at least this are decrypted record by
 # record (each straight into its bytes); smaller records are cheaper to slice from one call.
 _STREAM_MIN_RECORD = 4096
-# crc32c's mode argument: 0 keeps the GIL, -1 releases it for large buffers.
-_CRC_HOLD_GIL = 256 << 10
 _HSIZE = BLOCK_HEADER.size
 _CRC_SIZE = CRC.size
 
@@ -163,35 +160,6 @@ def record_table(records: Sequence[Buffer]) -> tuple[bytes, int, int]:
         raise InvalidArgumentError(f"a record is at most {MAX_U32} bytes, got {max(lengths)}")
     table = struct.pack(f"<{n}I", *lengths)
     return table, n, len(table) + sum(lengths)
-
-
-def encode_plain_block(
-    keys: FileKeys, codec: Codec, records: Sequence[Buffer], index: int, partition: int
-) -> tuple[list[Buffer], int, int]:
-    """One block of an uncompressed, unencrypted file, as parts for a gathered write.
-
-    The same bytes as :func:`encode_block` with the identity codec and no key, without
-    joining the records into one section first: the parts are the header, the length table,
-    the records themselves, and the CRC (computed over them in turn).
-
-    Returns:
-        (parts, record count, raw section size). The parts reference the caller's records:
-        write them before the records change.
-
-    Raises:
-        InvalidArgumentError: a record is not bytes-like or is 4 GiB or larger.
-    """
-    if keys.cipher is not None or not codec.is_identity:
-        raise InvalidArgumentError("encode_plain_block() is for uncompressed files without a key")
-    table, n, raw = record_table(records)
-    header = BLOCK_HEADER.pack(index, partition, n, 0, codec.codec_id, 0, raw, raw)
-    value = crc32c.crc32c(table, crc32c.crc32c(header, keys.crc_seed))
-    for record in records:
-        # Keep the GIL for records up to _CRC_HOLD_GIL: checking one takes microseconds, less
-        # than handing the GIL to another thread and back (measured with two sinks writing:
-        # half the checksum time).
-        value = crc32c.crc32c(record, value, 0 if len(record) <= _CRC_HOLD_GIL else -1)
-    return [header, table, *records, CRC.pack(value)], n, raw
 
 
 class CompressionProbe:

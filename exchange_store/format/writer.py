@@ -22,7 +22,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from exchange_store.errors import InvalidArgumentError
-from exchange_store.filesystems.base import write_parts
 from exchange_store.format.block import (
     Buffer,
     CompressionProbe,
@@ -30,7 +29,6 @@ from exchange_store.format.block import (
     build_record_section,
     check_context,
     encode_block,
-    encode_plain_block,
 )
 from exchange_store.format.model import BlockRef, FileSummary, FormatOptions, encode_blocks
 from exchange_store.format.structs import (
@@ -52,10 +50,6 @@ from exchange_store.format.structs import (
 __all__ = ["RecordFileWriter", "RecordStreamWriter", "WritableStream"]
 
 _ZERO_TAG = bytes(16)
-# Blocks of records averaging at least this many bytes, and at most this many records, are
-# written as gathered parts (see RecordFileWriter._gathered).
-_MIN_GATHERED_RECORD = 4096
-_MAX_GATHERED = 1024
 
 
 class WritableStream(Protocol):
@@ -170,12 +164,6 @@ class RecordFileWriter:
         if index >= MAX_BLOCKS:
             raise InvalidArgumentError(f"a record file holds at most {MAX_BLOCKS} blocks")
         try:
-            if self._gathered(records):
-                parts, count, raw = encode_plain_block(
-                    self._keys, self._options.codec, records, index, partition
-                )
-                self._emit(parts, index, partition, count, raw)
-                return
             section, count = build_record_section(records)
             if self._pool is None:
                 encoded = encode_block(
@@ -240,38 +228,18 @@ class RecordFileWriter:
         if self._state != "open":
             raise InvalidArgumentError(f"record file writer is {self._state}")
 
-    def _gathered(self, records: Sequence[Buffer]) -> bool:
-        """Whether a block goes out as its records themselves (no joined copy).
-
-        Only uncompressed, unencrypted blocks are written while the caller waits, so only
-        they can reference the caller's records; small records are cheaper joined than
-        gathered one buffer each.
-        """
-        return (
-            self._pool is None
-            and self._keys.cipher is None
-            and self._options.codec.is_identity
-            and 0 < len(records) <= _MAX_GATHERED
-            and self._gather_ok(records)
-        )
-
-    @staticmethod
-    def _gather_ok(records: Sequence[Buffer]) -> bool:
-        try:
-            return sum(map(len, records)) >= _MIN_GATHERED_RECORD * len(records)
-        except TypeError:  # not bytes-like: record_table names the bad record
-            return False
-
     def _drain_one(self) -> None:
         future, index, partition, count, raw_size = self._pending.popleft()
         self._pending_bytes -= raw_size
         self._emit(future.result(), index, partition, count, raw_size)
 
     def _emit(
-        self, parts: Sequence[Buffer], index: int, partition: int, count: int, raw: int
+        self, parts: Sequence[bytes], index: int, partition: int, count: int, raw: int
     ) -> None:
         offset = self._bytes_written
-        self._bytes_written += write_parts(self._stream, parts)
+        for part in parts:
+            self._stream.write(part)
+            self._bytes_written += len(part)
         self._blocks.append(
             BlockRef(index, partition, offset, self._bytes_written - offset, count, raw)
         )

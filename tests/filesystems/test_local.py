@@ -207,38 +207,6 @@ def test_exclusive_create_across_processes(tmp_path: pathlib.Path) -> None:
     assert os.listdir(tmp_path) == ["m"]
 
 
-def test_write_parts_gathers_more_parts_than_iov_max_and_finishes_partial_writes(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``write_parts`` writes every part in order, whatever ``os.writev`` takes per call."""
-    from exchange_store.filesystems import local
-
-    real = os.writev
-    takes: list[int] = []
-
-    def short_writev(fd: int, buffers: list[memoryview]) -> int:
-        # At most 1000 bytes per call, often ending inside a part.
-        budget, cut = 1000, []
-        for b in buffers:
-            if budget <= 0:
-                break
-            cut.append(b[:budget])
-            budget -= len(cut[-1])
-        n = real(fd, cut)
-        takes.append(n)
-        return n
-
-    monkeypatch.setattr(local.os, "writev", short_writev)
-    client = LocalFileSystemClient([str(tmp_path)])
-    parts = [bytes([i % 251]) * (i % 7) for i in range(3000)]
-    with client.create(f"{tmp_path}/f", sync=False) as stream:
-        stream.write(b"head")
-        assert stream.write_parts(parts) == sum(map(len, parts))
-        stream.write(b"tail")
-    assert (tmp_path / "f").read_bytes() == b"head" + b"".join(parts) + b"tail"
-    assert len(takes) > 1 and max(takes) <= 1000
-
-
 def test_checked_paths_are_remembered_without_letting_others_through(
     tmp_path: pathlib.Path,
 ) -> None:
