@@ -45,7 +45,7 @@ from exchange_store.exchange.handles import (
 from exchange_store.exchange.manifest import read_manifest
 from exchange_store.exchange.paths import manifest_context, manifest_path
 from exchange_store.exchange.sink import ExchangeSink
-from exchange_store.exchange.source import ExchangeSource
+from exchange_store.exchange.source import CORES, ExchangeSource
 from exchange_store.filesystems.base import FileSystemClient
 from exchange_store.filesystems.engine_keys import client_from_engine_keys
 from exchange_store.filesystems.factory import load_component_client
@@ -56,7 +56,6 @@ __all__ = ["KEY_SIZE", "ExchangeManager"]
 _log = logging.getLogger(__name__)
 KEY_SIZE = 32
 _OBJECT_STORE_MAX_GAP = 1 << 20
-_CORES = max(2, os.cpu_count() or 2)  # os.cpu_count() reads /sys: once per process
 
 
 def _master_key(config: ExchangeManagerConfig, environ: Mapping[str, str] | None) -> bytes | None:
@@ -476,7 +475,7 @@ class ExchangeManager:
         if self._client.scheme == "file":
             # Page-cache reads are CPU-bound: threads beyond the cores only fight over the GIL
             # (measured on 2 cores: 4 threads read warm data 15-25% slower than 2, cold the same).
-            readers = min(readers, _CORES)
+            readers = min(readers, CORES)
         return ExchangeSource(
             self._client,
             handles,

@@ -41,7 +41,9 @@ from exchange_store.format import FormatOptions, read_copied_blocks, read_partit
 
 __all__ = ["ExchangeSource"]
 
-_DECODERS = max(2, os.cpu_count() or 2)
+# Cores to plan threads for, at least 2; read once (os.cpu_count() reads /sys).
+CORES = max(2, os.cpu_count() or 2)
+_DECODERS = CORES
 _DECODE_AHEAD_MAX = 16 << 20
 _decoder_pool: ThreadPoolExecutor | None = None
 # Reentrant: a source dropped unread is uncounted by __del__, which the collector may run

@@ -40,7 +40,6 @@ __all__ = [
     "decode_block_view",
     "encode_block",
     "reader_keys",
-    "record_table",
 ]
 
 Buffer = bytes | bytearray | memoryview
@@ -136,19 +135,6 @@ def build_record_section(records: Sequence[Buffer]) -> tuple[bytes, int]:
     Raises:
         InvalidArgumentError: a record is not bytes-like or is 4 GiB or larger.
     """
-    table, n, _ = record_table(records)
-    return b"".join([table, *records]), n
-
-
-def record_table(records: Sequence[Buffer]) -> tuple[bytes, int, int]:
-    """The length table that starts a block's raw section.
-
-    Returns:
-        (table, record count, raw section size).
-
-    Raises:
-        InvalidArgumentError: a record is not bytes-like or is 4 GiB or larger.
-    """
     if set(map(type, records)) <= _BYTES_TYPES:
         lengths = list(map(len, records))  # the usual case, without a call per record
     else:
@@ -159,7 +145,7 @@ def record_table(records: Sequence[Buffer]) -> tuple[bytes, int, int]:
     if lengths and max(lengths) > MAX_U32:
         raise InvalidArgumentError(f"a record is at most {MAX_U32} bytes, got {max(lengths)}")
     table = struct.pack(f"<{n}I", *lengths)
-    return table, n, len(table) + sum(lengths)
+    return b"".join([table, *records]), n
 
 
 class CompressionProbe:

@@ -163,13 +163,13 @@ class RecordFileWriter:
         index = self.block_count
         if index >= MAX_BLOCKS:
             raise InvalidArgumentError(f"a record file holds at most {MAX_BLOCKS} blocks")
+        section, count = build_record_section(records)
         try:
-            section, count = build_record_section(records)
             if self._pool is None:
-                encoded = encode_block(
+                parts = encode_block(
                     self._keys, self._options.codec, section, index, partition, count, self._probe
                 )
-                self._emit(encoded, index, partition, count, len(section))
+                self._emit(parts, index, partition, count, len(section))
                 return
             future = self._pool.submit(
                 encode_block,
@@ -233,13 +233,10 @@ class RecordFileWriter:
         self._pending_bytes -= raw_size
         self._emit(future.result(), index, partition, count, raw_size)
 
-    def _emit(
-        self, parts: Sequence[bytes], index: int, partition: int, count: int, raw: int
-    ) -> None:
+    def _emit(self, parts: list[bytes], index: int, partition: int, count: int, raw: int) -> None:
         offset = self._bytes_written
         for part in parts:
-            self._stream.write(part)
-            self._bytes_written += len(part)
+            self._write(part)
         self._blocks.append(
             BlockRef(index, partition, offset, self._bytes_written - offset, count, raw)
         )
